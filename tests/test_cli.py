@@ -1,0 +1,35 @@
+import json, pandas as pd, pytest
+from medssl_nb.cli import main, run_quickstart, QuickstartConfig, format_table
+from medssl_nb.data import SyntheticFallbackWarning
+
+def tiny_cfg(out, **kw):
+    return QuickstartConfig(**{**dict(seeds=(0, 1), fractions=(0.1, 1.0), epochs=1, sup_epochs=1, width=4, depth=10,
+                                      out=str(out), progress=False), **kw})
+
+def test_quickstart_synthetic_writes_table_csv_figure_provenance(tmp_path):
+    df, summary, prov = run_quickstart(tiny_cfg(tmp_path, synthetic=True))
+    assert set(df.protocol) == {"SimCLR linear probe", "SimCLR kNN", "random-init linear probe", "supervised from scratch"}
+    assert len(df) == 2 * 2 * 4 and df.auc.between(0, 1).all() and (df.source == "synthetic").all()
+    assert set(summary.seeds) == {2}
+    for suffix in ("_runs.csv", "_summary.csv", "_provenance.json", ".png"):
+        assert (tmp_path / f"quickstart_synthetic2d{suffix}").stat().st_size > 0
+    p = json.loads((tmp_path / "quickstart_synthetic2d_provenance.json").read_text())
+    assert {"commit", "config", "seeds", "hardware", "wall_time_s", "data_source"} <= set(p) and p["seeds"] == [0, 1]
+    assert "supervised from scratch" in format_table(summary)
+
+def test_quickstart_real_breastmnist_records_md5(real_data, tmp_path):
+    df, summary, prov = run_quickstart(tiny_cfg(tmp_path, seeds=(0,), root=str(real_data)))
+    assert (df.source == "medmnist").all() and prov["data_file"]["md5"] == "750601b1f35ba3300ea97c75c52ff8f6"
+
+def test_cli_no_data_falls_back_loudly(no_data, tmp_path, capsys):
+    with pytest.warns(SyntheticFallbackWarning):
+        rc = main(["quickstart", "--seeds", "0", "--fractions", "1.0", "--epochs", "1", "--sup-epochs", "1", "--width", "4",
+                   "--depth", "10", "--no-download", "--no-progress", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr()
+    assert rc == 0 and "SYNTHETIC" in out.out and "SYNTHETIC" in out.err
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["quickstart", "--dataset", "breastmnst", "--out", str(tmp_path)]) == 2
+    assert "Unknown MedMNIST dataset flag" in capsys.readouterr().err
+    assert main(["quickstart", "--fractions", "0", "--out", str(tmp_path)]) == 2
+    assert not any(tmp_path.iterdir())

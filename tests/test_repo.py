@@ -1,0 +1,30 @@
+"The project's own promises: README's two commands, CI runs README's test command, the nbdev 2 layout and requirements."
+import configparser, re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def readme_commands():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", text, re.S)
+    return [l.strip() for b in blocks for l in b.splitlines() if l.strip() and not l.strip().startswith("#")]
+
+def test_readme_has_exactly_two_commands():
+    cmds = readme_commands()
+    assert len(cmds) == 2, cmds
+    assert "medssl quickstart" in cmds[0] and "pytest" in cmds[1]
+
+def test_ci_runs_readmes_test_command():
+    assert readme_commands()[1] in (ROOT / ".ci" / "run").read_text()
+
+def test_layout_and_requirements():
+    for p in ("nbs", "medssl_nb", "settings.ini", "setup.py", "README.md", "_quarto.yml", "tests"):
+        assert (ROOT / p).exists(), p
+    cfg = configparser.ConfigParser(); cfg.read(ROOT / "settings.ini")
+    req = cfg["DEFAULT"]["requirements"]
+    for pkg in ("torch", "torchvision", "medmnist", "monai", "matplotlib", "seaborn", "umap-learn", "scikit-learn", "tqdm"):
+        assert re.search(rf"(^|\s){re.escape(pkg)}([<>=!~ ]|$)", req), pkg
+    for m in re.finditer(r"torch(?:vision)?\s*(==|>=|>)\s*([\d.]+)", req):  # never ask for a torch newer than the local cap
+        assert m.group(1) != "==" or m.group(2).startswith(("2.", "0.")), m.group(0)
+    dev = cfg["DEFAULT"]["dev_requirements"]
+    for pkg in ("nbdev==2.4.14", "fastcore", "execnb", "jupyterlab", "pytest"): assert pkg in dev

@@ -42,7 +42,8 @@ def test_missing_file_error_names_file_folders_and_fix(no_data):
 def test_failed_download_is_clear_and_leaves_nothing(no_data, monkeypatch):
     import medmnist
     def boom(self): 
-        (self.root and open(f"{self.root}/breastmnist.npz.part", "w").write("x")); raise RuntimeError("network unreachable")
+        open(f"{self.root}/breastmnist.npz", "w").write("half a download")  # what an interrupted download leaves
+        open(f"{self.root}/breastmnist.npz.part", "w").write("x"); raise RuntimeError("network unreachable")
     monkeypatch.setattr(medmnist.dataset.MedMNIST, "download", boom)
     root = no_data / "dl"
     with pytest.raises(DataNotFoundError, match="download failed: network unreachable"):

@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'resolve_precision', 'autocast', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_text', 'git_commit', 'hardware_info', 'provenance']
+           'atomic_torch_save', 'atomic_write_text', 'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -86,6 +86,22 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     "Write `text` to `path` atomically."
     with atomic_write(path, "w") as f: f.write(text)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #a60cfaf0
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, radius: int, pad_mode: str = "reflect") -> torch.Tensor:
+    "Blur each sample of `x` (B, C, *spatial) with its own σ (`sigma`: (B,) or a float), separably, as grouped convolutions."
+    import torch.nn.functional as F
+    B, C = x.shape[:2]; nd = x.ndim - 2
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(B)
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-t[None] ** 2 / (2 * sigma[:, None] ** 2)); k = (k / k.sum(1, keepdim=True)).repeat_interleave(C, 0)  # (B*C, K)
+    y = x.reshape(1, B * C, *x.shape[2:])
+    conv = F.conv2d if nd == 2 else F.conv3d
+    for d in range(nd):
+        shape = [1] * nd; shape[d] = -1
+        pad = [0, 0] * nd; pad[2 * (nd - 1 - d)] = pad[2 * (nd - 1 - d) + 1] = radius
+        y = conv(F.pad(y, pad, mode=pad_mode), k.view(B * C, 1, *shape), groups=B * C)
+    return y.reshape(x.shape)
 
 # %% ../nbs/00_core.ipynb #1026834b
 def git_commit(path: str | Path | None = None) -> dict:

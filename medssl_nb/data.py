@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 import medmnist
 from medmnist.info import INFO
-from .core import MedSSLError
+from .core import MedSSLError, gaussian_blur
 
 # %% auto #0
 __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'check_flag', 'DataNotFoundError', 'CorruptDataError', 'data_roots',
@@ -234,15 +234,7 @@ def apply_shift(x: torch.Tensor, noise: float = 0.0, blur: float = 0.0, contrast
     if noise < 0 or blur < 0 or contrast <= 0: raise MedSSLError("noise and blur must be >= 0 and contrast > 0.")
     gen = torch.Generator().manual_seed(seed)
     f = x.float()
-    if blur > 0:
-        r = max(1, int(math.ceil(3 * blur))); t = torch.arange(-r, r + 1, dtype=torch.float)
-        k = torch.exp(-t ** 2 / (2 * blur ** 2)); k = k / k.sum()
-        C, nd = f.shape[1], f.ndim - 2
-        for d in range(nd):  # separable blur along each spatial axis
-            shape = [1] * nd; shape[d] = -1
-            w = k.view(1, 1, *shape).repeat(C, 1, *([1] * nd))
-            pad = [0, 0] * nd; pad[2 * (nd - 1 - d)] = pad[2 * (nd - 1 - d) + 1] = r
-            f = (F.conv2d if nd == 2 else F.conv3d)(F.pad(f, pad, mode="replicate"), w, groups=C)
+    if blur > 0: f = gaussian_blur(f, blur, max(1, int(math.ceil(3 * blur))), pad_mode="replicate")
     if contrast != 1.0:
         m = f.mean(dim=tuple(range(1, f.ndim)), keepdim=True); f = m + contrast * (f - m)
     if noise > 0: f = f + noise * torch.randn(f.shape, generator=gen)

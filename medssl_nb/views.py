@@ -9,10 +9,10 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import MedSSLError
+from .core import MedSSLError, gaussian_blur
 
 # %% auto #0
-__all__ = ['to_float', 'normalize', 'prepare', 'ViewConfig', 'random_affine', 'gaussian_blur', 'BatchAugment']
+__all__ = ['to_float', 'normalize', 'prepare', 'ViewConfig', 'random_affine', 'BatchAugment']
 
 # %% ../nbs/02_views.ipynb #94e48b82
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -72,21 +72,6 @@ def random_affine(n: int, ndim: int, cfg: ViewConfig, device="cpu", gen=None) ->
         R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1] = th.cos(), -th.sin(), th.sin(), th.cos()
         A = R @ A
     return torch.cat([A, centre[..., None]], dim=2)
-
-# %% ../nbs/02_views.ipynb #79fdc84b
-def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
-    "Blur each sample of `x` with its own σ (`sigma`: (B,)), separably, as grouped convolutions."
-    B, C = x.shape[:2]; nd = x.ndim - 2
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
-    k = torch.exp(-t[None] ** 2 / (2 * sigma[:, None].to(x.dtype) ** 2)); k = k / k.sum(1, keepdim=True)  # (B, K)
-    k = k.repeat_interleave(C, 0)                                                         # (B*C, K)
-    y = x.reshape(1, B * C, *x.shape[2:])
-    conv = F.conv2d if nd == 2 else F.conv3d
-    for d in range(nd):
-        shape = [1] * nd; shape[d] = -1
-        pad = [0, 0] * nd; pad[2 * (nd - 1 - d)] = pad[2 * (nd - 1 - d) + 1] = radius
-        y = conv(F.pad(y, pad, mode="reflect"), k.view(B * C, 1, *shape), groups=B * C)
-    return y.reshape(x.shape)
 
 # %% ../nbs/02_views.ipynb #3af2d163
 class BatchAugment(nn.Module):

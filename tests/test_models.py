@@ -1,7 +1,8 @@
 "Views, backbones, losses and the method interface."
 import math, pytest, torch
 from medssl_nb.core import MedSSLError
-from medssl_nb.views import BatchAugment, prepare, gaussian_blur
+from medssl_nb.views import BatchAugment, prepare
+from medssl_nb.core import gaussian_blur
 from medssl_nb.backbones import ResNet, resnet18
 from medssl_nb.losses import nt_xent, nt_xent_reference
 from medssl_nb.methods import build_method, SimCLR, METHODS, embedding_std

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'resolve_precision', 'autocast', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_text', 'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
+__all__ = ['MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'resolve_precision', 'autocast', 'channels_last_ok',
+           'fast_memory_format', 'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'gaussian_blur',
+           'git_commit', 'hardware_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -52,6 +53,17 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
     if resolve_precision(precision, dev) == "bf16":
         return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+# %% ../nbs/00_core.ipynb #94760e6a
+def channels_last_ok(module: torch.nn.Module) -> bool:
+    "False when `module` holds a 1×1 strided `Conv2d` with < 16 input channels: oneDNN (torch 2.14.1, CPU) corrupts memory on that shape in channels_last."
+    return not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16
+                   for m in module.modules())
+
+def fast_memory_format(module: torch.nn.Module, ndim: int) -> torch.nn.Module:
+    "Put a 2D conv net (`ndim` = 4, the input's ndim) in channels_last, ~1.3× faster, when `channels_last_ok`; return it."
+    if ndim == 4 and channels_last_ok(module): module.to(memory_format=torch.channels_last)
+    return module
 
 # %% ../nbs/00_core.ipynb #43ecd64e
 @contextlib.contextmanager

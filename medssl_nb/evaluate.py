@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.metrics import roc_auc_score
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import MedSSLError, autocast, resolve_precision, default_device
+from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format
 from .views import prepare
 from .data import Split
 
@@ -132,7 +132,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
     model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes).to(device)
-    if train.x.ndim == 4: model.to(memory_format=torch.channels_last)
+    fast_memory_format(model, train.x.ndim)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)
     crit = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()

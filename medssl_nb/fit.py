@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device
+from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std
 
 # %% auto #0
@@ -106,7 +106,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     method.to(device)
-    if images.ndim == 4: method.to(memory_format=torch.channels_last)  # ~1.3x faster convolutions on CPU (oneDNN) and GPU
+    fast_memory_format(method, images.ndim)  # channels_last for 2D conv nets, except shapes oneDNN mishandles
     params = [p for p in method.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]; no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

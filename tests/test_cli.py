@@ -33,3 +33,12 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
     assert "Unknown MedMNIST dataset flag" in capsys.readouterr().err
     assert main(["quickstart", "--fractions", "0", "--out", str(tmp_path)]) == 2
     assert not any(tmp_path.iterdir())
+
+def test_narrow_resnet_run_exits_cleanly(real_data, tmp_path):
+    "Regression: width < 16 ResNets in channels_last made oneDNN corrupt memory; the process died at exit (rc 139/134)."
+    import subprocess, sys
+    code = ("from medssl_nb.cli import run_quickstart, QuickstartConfig; "
+            f"run_quickstart(QuickstartConfig(seeds=(0,), fractions=(0.1, 1.0), epochs=1, sup_epochs=1, width=4, depth=10, "
+            f"out={str(tmp_path)!r}, progress=False, root={str(real_data)!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"exit code {r.returncode}\n{r.stderr[-3000:]}"

@@ -16,6 +16,8 @@ from .backbones import ResNet
 from .methods.contrastive import SimCLR
 from .fit import fit, FitConfig
 from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci)
+from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
+from .methods import METHODS
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'QuickstartConfig', 'run_quickstart', 'summarize', 'format_table', 'plot_summary', 'write_outputs',
@@ -58,13 +60,6 @@ class QuickstartConfig:
         return self
 
 # %% ../nbs/90_cli.ipynb #616b3707
-def _score_features(feats: dict, d, idx, task, n_classes, k):
-    "Linear-probe and kNN test metrics of one feature set on the labelled subset `idx`."
-    ytr = d.train.y.numpy()[idx]
-    s_lp, C = linear_probe(feats["train"][idx], ytr, feats["test"], task, feats["val"], d.val.y.numpy())
-    s_knn = knn_predict(feats["train"][idx], ytr, feats["test"], n_classes, k=k, multilabel=task.startswith("multi-label"))
-    return medmnist_metrics(d.test.y.numpy(), s_lp, task) | {"C": C}, medmnist_metrics(d.test.y.numpy(), s_knn, task)
-
 def run_quickstart(cfg: QuickstartConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "Run the quickstart; returns (per-run rows, summary, provenance) and writes them under `cfg.out`."
     cfg.validate(); t_start = time.perf_counter()
@@ -88,8 +83,8 @@ def run_quickstart(cfg: QuickstartConfig) -> tuple[pd.DataFrame, pd.DataFrame, d
             base = {"dataset": d.name, "source": d.source, "seed": seed, "fraction": frac, "n_labels": len(idx),
                     "pretrain_seconds": round(res.wall_time, 1), "final_ssl_loss": res.history[-1]["loss"],
                     "final_emb_std": res.history[-1]["emb_std"]}
-            lp, knn = _score_features(feats["simclr"], d, idx, d.task, d.n_classes, cfg.knn_k)
-            lp_r, _ = _score_features(feats["random"], d, idx, d.task, d.n_classes, cfg.knn_k)
+            lp, knn = score_features(feats["simclr"], d, idx, cfg.knn_k)
+            lp_r, _ = score_features(feats["random"], d, idx, cfg.knn_k)
             rows += [base | {"protocol": "SimCLR linear probe", **lp}, base | {"protocol": "SimCLR kNN", **knn},
                      base | {"protocol": "random-init linear probe", **lp_r}]
             set_seed(seed)
@@ -177,6 +172,39 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--no-download", action="store_true", help="never try to download")
     q.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in even when real data is present")
     q.add_argument("--no-progress", action="store_true")
+
+    pc = PretrainConfig()
+    r = sub.add_parser("pretrain", help="Pretrain one registered method on one dataset, save its encoder and score its features.")
+    r.add_argument("--method", default=pc.method, help="registered method name (see --list; default: %(default)s)")
+    r.add_argument("--list", action="store_true", help="list the registered methods and exit")
+    r.add_argument("--dataset", default=pc.dataset, help="MedMNIST 2D flag (default: %(default)s)")
+    r.add_argument("--size", type=int, default=pc.size, choices=[28, 64])
+    r.add_argument("--backbone", default=None, choices=["resnet", "vit"], help="default: the method's own")
+    for k in ("width", "depth", "vit_dim", "vit_depth", "vit_heads", "epochs", "batch_size", "seed", "knn_k"):
+        r.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(pc, k))
+    r.add_argument("--patch", type=int, default=None, help="ViT patch size (default: size // 7)")
+    r.add_argument("--lr", type=float, default=pc.lr)
+    r.add_argument("--fractions", type=float, nargs="+", default=list(pc.fractions))
+    r.add_argument("--precision", default=pc.precision, choices=["auto", "bf16", "fp32"])
+    r.add_argument("--out", default=pc.out)
+
+    cc = CompareConfig()
+    c = sub.add_parser("compare", help="Every method on one budget x datasets x seeds x label fractions, with baselines; resumable.")
+    c.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
+    c.add_argument("--datasets", nargs="+", default=list(cc.datasets))
+    c.add_argument("--seeds", type=int, nargs="+", default=list(cc.seeds))
+    c.add_argument("--fractions", type=float, nargs="+", default=list(cc.fractions))
+    c.add_argument("--size", type=int, default=cc.size, choices=[28, 64])
+    for k in ("epochs", "batch_size", "width", "depth", "vit_dim", "vit_depth", "vit_heads", "sup_epochs", "knn_k"):
+        c.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(cc, k))
+    c.add_argument("--lr", type=float, default=cc.lr)
+    c.add_argument("--precision", default=cc.precision, choices=["auto", "bf16", "fp32"])
+    c.add_argument("--out", default=cc.out)
+    for sp in (r, c):
+        sp.add_argument("--root", default=None, help="folder with the MedMNIST .npz files (default: $MEDSSL_DATA, then ~/.medmnist)")
+        sp.add_argument("--no-download", action="store_true", help="never try to download")
+        sp.add_argument("--synthetic", action="store_true", help="use the synthetic stand-in even when real data is present")
+        sp.add_argument("--no-progress", action="store_true")
     return p
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +225,28 @@ def main(argv: list[str] | None = None) -> int:
             if pub and prov["data_source"] == "medmnist":
                 print(f"\npublished ({pub['source']}): AUC {pub['auc']:.3f}  ACC {pub['acc']:.3f}")
             print(f"\nwall time {prov['wall_time_s']:.0f} s on {prov['hardware']['cpu_count']} CPU threads ({prov['precision']}); outputs in {cfg.out}/")
+        elif args.command == "pretrain":
+            if args.list:
+                for name in sorted(METHODS): print(f"{name:<14} {METHODS[name].default_backbone:<7} {(METHODS[name].__doc__ or '').splitlines()[0]}")
+                return 0
+            keys = ("method", "dataset", "size", "backbone", "width", "depth", "vit_dim", "vit_depth", "vit_heads", "patch", "epochs",
+                    "batch_size", "lr", "seed", "precision", "knn_k", "out", "root", "synthetic")
+            cfg = PretrainConfig(**{k: getattr(args, k) for k in keys}, fractions=tuple(args.fractions), download=not args.no_download,
+                                 progress=not args.no_progress)
+            rep = run_pretrain(cfg)
+            print(f"\n{cfg.method} on {rep['dataset']} ({'SYNTHETIC stand-in' if rep['data_source'] == 'synthetic' else 'MedMNIST, real data'}), "
+                  f"seed {cfg.seed}, {cfg.epochs} epochs, {rep['pretrain_seconds']:.0f} s; final loss {rep['history'][-1]['loss']:.4f}, "
+                  f"embedding std {rep['history'][-1]['emb_std']:.3f}")
+            print(pd.DataFrame(rep["results"])[["protocol", "fraction", "n_labels", "auc", "acc"]].to_string(index=False))
+            print(f"encoder and report in {cfg.out}/")
+        elif args.command == "compare":
+            keys = ("datasets", "seeds", "fractions")
+            cfg = CompareConfig(methods=tuple(args.methods or ()), **{k: tuple(getattr(args, k)) for k in keys},
+                                **{k: getattr(args, k) for k in ("size", "epochs", "batch_size", "width", "depth", "vit_dim", "vit_depth",
+                                                                 "vit_heads", "sup_epochs", "knn_k", "lr", "precision", "out", "root", "synthetic")},
+                                download=not args.no_download, progress=not args.no_progress)
+            df, summary, prov = run_compare(cfg)
+            print(format_compare(summary, prov)); print(f"\noutputs in {cfg.out}/")
         return 0
     except MedSSLError as e:
         print(f"medssl: error: {e}", file=sys.stderr)

@@ -42,3 +42,29 @@ def test_narrow_resnet_run_exits_cleanly(real_data, tmp_path):
             f"out={str(tmp_path)!r}, progress=False, root={str(real_data)!r}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"exit code {r.returncode}\n{r.stderr[-3000:]}"
+
+def test_pretrain_cli_writes_encoder_and_report(tmp_path, capsys):
+    rc = main(["pretrain", "--method", "simclr", "--synthetic", "--epochs", "1", "--width", "16", "--depth", "10",
+               "--fractions", "1.0", "--no-progress", "--out", str(tmp_path)])
+    assert rc == 0 and "SYNTHETIC" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "synthetic2d_simclr_seed0.json").read_text())
+    assert {"commit", "config", "results", "history", "hardware"} <= set(rep) and rep["results"][0]["protocol"] == "linear probe"
+    import torch
+    ck = torch.load(tmp_path / "synthetic2d_simclr_seed0_encoder.pt", weights_only=False)
+    assert ck["backbone"] == "resnet" and ck["in_chans"] == 1
+
+def test_pretrain_cli_unknown_method_is_a_clear_error(tmp_path, capsys):
+    assert main(["pretrain", "--method", "simclrr", "--synthetic", "--out", str(tmp_path)]) == 2
+    assert "Unknown method" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+def test_compare_resumes_and_refuses_other_settings(tmp_path, capsys):
+    args = ["compare", "--methods", "simclr", "--datasets", "breastmnist", "--synthetic", "--seeds", "0", "--fractions", "1.0",
+            "--epochs", "1", "--width", "16", "--depth", "10", "--sup-epochs", "1", "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 0
+    runs = pd.read_csv(tmp_path / "compare_runs.csv")
+    assert set(runs.unit) == {"baselines", "simclr"} and runs.commit.notna().all()
+    for f in ("compare_summary.csv", "compare_table.md", "compare.png", "compare_provenance.json"): assert (tmp_path / f).stat().st_size > 0
+    assert main(args) == 0 and len(pd.read_csv(tmp_path / "compare_runs.csv")) == len(runs)   # nothing re-run
+    capsys.readouterr()
+    assert main([("2" if a == "1" and args[i - 1] == "--epochs" else a) for i, a in enumerate(args)]) == 2
+    assert "other settings" in capsys.readouterr().err

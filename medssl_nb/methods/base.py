@@ -16,6 +16,8 @@ __all__ = ['METHODS', 'SSLMethod', 'ProjectionHead', 'embedding_std', 'register_
 class SSLMethod(nn.Module):
     "Base class of every self-supervised method: owns `encoder`; implements `loss(x) -> dict(loss=..., emb=...)`."
     name: str = "base"
+    default_backbone: str = "resnet"   # the backbone the CLI builds for this method: "resnet" or "vit"
+    monotone_loss: bool = True         # False where the loss need not fall during training (adversarial games)
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder

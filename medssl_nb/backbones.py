@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18', 'count_params']
+__all__ = ['RESNET_LAYERS', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention',
+           'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
 
 # %% ../nbs/03_backbones.ipynb #9ceba8b1
 def _conv(ndim): return nn.Conv2d if ndim == 2 else nn.Conv3d
@@ -99,3 +100,144 @@ class ResNet(nn.Module):
 
 def resnet18(in_chans=1, ndim=2, width=64, **kw): return ResNet(in_chans, 18, width, ndim, **kw)
 def count_params(m: nn.Module) -> int: return sum(p.numel() for p in m.parameters())
+
+# %% ../nbs/03_backbones.ipynb #9e9af3f7
+import math
+
+def sincos_pos_embed(grid: tuple, dim: int) -> torch.Tensor:
+    "Fixed sin-cos positions (N, dim) for a patch grid of 2 or 3 axes, row-major like the patch order; each axis gets an equal even share of `dim`, the rest is zero."
+    per = (dim // (2 * len(grid))) * 2                       # channels per axis (even: half sin, half cos)
+    if per == 0: raise MedSSLError(f"dim={dim} is too small for sin-cos positions on a {len(grid)}-axis grid; use dim >= {2 * len(grid)}.")
+    omega = 1.0 / 10000 ** (torch.arange(per // 2, dtype=torch.float64) / (per // 2))
+    coords = torch.meshgrid(*[torch.arange(g, dtype=torch.float64) for g in grid], indexing="ij")
+    parts = []
+    for c in coords:
+        a = c.reshape(-1, 1) * omega[None]                    # (N, per/2)
+        parts += [a.sin(), a.cos()]
+    pe = torch.cat(parts, 1)
+    return F.pad(pe, (0, dim - pe.shape[1])).float()
+
+class Attention(nn.Module):
+    "Multi-head self-attention through `F.scaled_dot_product_attention` (fused kernels on CPU and GPU)."
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
+    def forward(self, x):
+        B, N, D = x.shape
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)   # 3 × (B, h, N, d)
+        o = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(o.transpose(1, 2).reshape(B, N, D))
+
+class Block(nn.Module):
+    "Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+def init_vit_weights(m: nn.Module):
+    "ViT/MAE initialisation: truncated-normal(0.02) linear weights, zero biases, unit LayerNorms."
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None: nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+
+# %% ../nbs/03_backbones.ipynb #8c1c5c7c
+class ViT(nn.Module):
+    "Vision Transformer for small 2D (`ndim=2`) or 3D (`ndim=3`) images: `patch`-px (cubic in 3D) conv patch embedding, `depth` pre-norm blocks of width `dim`, mean or [CLS] pooling."
+    def __init__(self, in_chans: int = 1, img_size: int = 28, patch: int = 4, dim: int = 192, depth: int = 6, heads: int = 3,
+                 mlp_ratio: float = 4.0, ndim: int = 2, pool: str = "mean", pos_embed: str = "learned"):
+        super().__init__()
+        if ndim not in (2, 3): raise MedSSLError(f"ndim must be 2 or 3, got {ndim}.")
+        if min(in_chans, img_size, patch, dim, depth, heads) < 1: raise MedSSLError("in_chans, img_size, patch, dim, depth and heads must be positive.")
+        if img_size % patch:
+            p = suggest_patch(img_size); raise MedSSLError(f"img_size={img_size} is not a multiple of patch={patch}; choose e.g. patch={p} ({img_size // p}×{img_size // p} tokens).")
+        if dim % heads: raise MedSSLError(f"dim={dim} must be divisible by heads={heads}.")
+        if pool not in ("mean", "cls"): raise MedSSLError(f"pool must be 'mean' or 'cls', got {pool!r}.")
+        if pos_embed not in ("sincos", "learned"): raise MedSSLError(f"pos_embed must be 'sincos' or 'learned', got {pos_embed!r}.")
+        self.in_chans, self.img_size, self.patch, self.ndim, self.depth, self.heads = in_chans, img_size, patch, ndim, depth, heads
+        self.dim = self.width = self.feat_dim = dim
+        self.pool, self.pos_kind = pool, pos_embed
+        self.grid = (img_size // patch,) * ndim
+        self.num_patches = math.prod(self.grid)
+        self.proj = _conv(ndim)(in_chans, dim, kernel_size=patch, stride=patch)     # kernel == stride: one token per patch
+        pe = sincos_pos_embed(self.grid, dim)[None]
+        if pos_embed == "learned": self.pos = nn.Parameter(pe.clone().normal_(0, 0.02))
+        else: self.register_buffer("pos", pe)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
+        self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.apply(init_vit_weights)
+        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1)); nn.init.zeros_(self.proj.bias)
+        if self.cls_token is not None: nn.init.normal_(self.cls_token, std=0.02)
+
+    def check_input(self, x: torch.Tensor):
+        "Raise a clear error when `x` does not fit this backbone (dimensionality, channels, size vs patch)."
+        want = self.ndim + 2
+        if x.ndim != want:
+            what = {4: "2D images (B, C, H, W)", 5: "3D volumes (B, C, D, H, W)"}.get(x.ndim, f"a {x.ndim}-d tensor")
+            raise MedSSLError(f"This is a {self.ndim}D ViT and expects {'(B, C, H, W)' if self.ndim == 2 else '(B, C, D, H, W)'}, "
+                              f"but got {what} of shape {tuple(x.shape)}. Build the backbone with ndim={x.ndim - 2} for this data.")
+        if x.shape[1] != self.in_chans:
+            raise MedSSLError(f"The ViT expects {self.in_chans} channel(s) but the input has {x.shape[1]} (shape {tuple(x.shape)}). "
+                              f"Build it with in_chans={x.shape[1]}, or convert the images.")
+        bad = [s for s in x.shape[2:] if s % self.patch or s < self.patch]
+        if bad: raise MedSSLError(f"Input side(s) {bad} of shape {tuple(x.shape)} are not positive multiples of the patch size {self.patch}; "
+                                  f"resize the input (e.g. crops of {self.patch * max(1, x.shape[-1] // self.patch)} px) or build the ViT with another patch.")
+
+    def grid_for(self, x_or_shape) -> tuple:
+        "The token grid of an input (tensor or its shape)."
+        shape = x_or_shape.shape if isinstance(x_or_shape, torch.Tensor) else tuple(x_or_shape)
+        return tuple(s // self.patch for s in shape[-self.ndim:])
+
+    def pos_embed_at(self, grid: tuple) -> torch.Tensor:
+        "Positional embedding (1, N, dim) for `grid`; interpolated (bicubic in 2D, trilinear in 3D) from the `img_size` grid when they differ."
+        grid = tuple(grid)
+        if grid == self.grid: return self.pos
+        p = self.pos.reshape(1, *self.grid, self.dim).movedim(-1, 1)              # (1, dim, *grid)
+        p = F.interpolate(p.float(), size=grid, mode="bicubic" if self.ndim == 2 else "trilinear", align_corners=False)
+        return p.flatten(2).transpose(1, 2).to(self.pos.dtype)
+
+    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
+        "Patch tokens (B, N, dim) *without* positions (for methods that swap in mask tokens first, e.g. SimMIM)."
+        self.check_input(x)
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+    def patch_embed(self, x: torch.Tensor) -> torch.Tensor:
+        "Patch tokens with positions added (B, N, dim), in row-major grid order."
+        return self.tokenize(x) + self.pos_embed_at(self.grid_for(x))
+
+    def add_cls(self, tokens: torch.Tensor) -> torch.Tensor:
+        "Prepend the [CLS] token when `pool='cls'` (it carries no position); otherwise return `tokens`."
+        if self.cls_token is None: return tokens
+        return torch.cat([self.cls_token.expand(len(tokens), -1, -1).to(tokens.dtype), tokens], 1)
+
+    def blocks_forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        "Run the transformer blocks and the final LayerNorm on any token set (B, n, dim), e.g. MAE's visible tokens."
+        for b in self.blocks: tokens = b(tokens)
+        return self.norm(tokens)
+
+    def pool_tokens(self, h: torch.Tensor) -> dict:
+        "Split the output of `blocks_forward` (after `add_cls`) into `pooled`, `tokens` and `cls`."
+        if self.cls_token is not None: return {"pooled": h[:, 0], "tokens": h[:, 1:], "cls": h[:, 0]}
+        return {"pooled": h.mean(1), "tokens": h}
+
+    def forward_features(self, x: torch.Tensor) -> dict:
+        "`pooled` (B, dim), patch `tokens` (B, N, dim) after the final norm, and `cls` (B, dim) when `pool='cls'`."
+        return self.pool_tokens(self.blocks_forward(self.add_cls(self.patch_embed(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        "Pooled features (B, dim)."
+        return self.forward_features(x)["pooled"]
+
+def suggest_patch(img_size: int, target_side: float = 7.5) -> int:
+    "A patch size that divides `img_size` and gives a token grid about `target_side` per side (4 at 28 px, 8 at 64 px)."
+    divs = [p for p in range(2, img_size + 1) if img_size % p == 0] or [1]
+    return min(divs, key=lambda p: (abs(img_size / p - target_side), p))
+
+def vit_small(in_chans=1, img_size=28, ndim=2, **kw): return ViT(in_chans, img_size, suggest_patch(img_size), ndim=ndim, **kw)

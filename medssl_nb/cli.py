@@ -182,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backbone", default=None, choices=["resnet", "vit"], help="default: the method's own")
     for k in ("width", "depth", "vit_dim", "vit_depth", "vit_heads", "epochs", "batch_size", "seed", "knn_k"):
         r.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(pc, k))
-    r.add_argument("--patch", type=int, default=None, help="ViT patch size (default: size // 7)")
+    r.add_argument("--patch", type=int, default=None, help="ViT patch size (default: 4 at 28 px, 8 at 64 px)")
     r.add_argument("--lr", type=float, default=pc.lr)
     r.add_argument("--fractions", type=float, nargs="+", default=list(pc.fractions))
     r.add_argument("--precision", default=pc.precision, choices=["auto", "bf16", "fp32"])

@@ -30,9 +30,9 @@ def build_encoder(kind: str, in_chans: int, ndim: int = 2, size: int = 28, width
     "A ResNet (`kind='resnet'`: `depth`, `width`) or a ViT (`kind='vit'`: `vit_dim`, `vit_depth`, `vit_heads`, `patch`) for `in_chans`-channel `size`-px inputs."
     if kind == "resnet": return ResNet(in_chans, depth, width, ndim=ndim)
     if kind == "vit":
-        from medssl_nb.backbones import ViT
-        p = patch or max(2, size // 7)
-        if size % p: raise MedSSLError(f"patch {p} does not divide the image size {size}; choose a patch that does (e.g. {size // 7}).")
+        from medssl_nb.backbones import ViT, suggest_patch
+        p = patch or suggest_patch(size)
+        if size % p: raise MedSSLError(f"patch {p} does not divide the image size {size}; choose a patch that does (e.g. {suggest_patch(size)}).")
         return ViT(in_chans=in_chans, img_size=size, patch=p, dim=vit_dim, depth=vit_depth, heads=vit_heads, ndim=ndim)
     raise MedSSLError(f"Unknown backbone {kind!r}: use 'resnet' or 'vit'.")
 
@@ -66,7 +66,7 @@ class PretrainConfig:
     vit_dim: int = 128
     vit_depth: int = 4
     vit_heads: int = 4
-    patch: int | None = None         # ViT patch; None: size // 7
+    patch: int | None = None         # ViT patch; None: backbones.suggest_patch(size)
     epochs: int = 50
     batch_size: int = 128
     lr: float = 2e-3
@@ -141,11 +141,11 @@ class CompareConfig:
     seeds: tuple = (0, 1, 2)
     fractions: tuple = (0.01, 0.1, 1.0)
     size: int = 28
-    epochs: int = 30
+    epochs: int = 15
     batch_size: int = 128
     lr: float = 2e-3
     width: int = 16
-    depth: int = 18
+    depth: int = 10
     vit_dim: int = 128
     vit_depth: int = 4
     vit_heads: int = 4

@@ -12,7 +12,7 @@ from ..losses import nt_xent
 from .base import SSLMethod, ProjectionHead, register_method
 
 # %% auto #0
-__all__ = ['SimCLR']
+__all__ = ['SimCLR', 'info_nce', 'ema_update', 'MoCoV2', 'moco_v3_loss', 'cosine_momentum', 'MoCoV3']
 
 # %% ../../nbs/methods/11_contrastive.ipynb #87c58c32
 @register_method
@@ -33,3 +33,117 @@ class SimCLR(SSLMethod):
         z = self.head(self.encoder(v))
         z1, z2 = z.chunk(2)
         return {"loss": nt_xent(z1, z2, self.temperature), "emb": z1}
+
+# %% ../../nbs/methods/11_contrastive.ipynb #c4d83c98
+import copy, math
+import torch.nn.functional as F
+
+# %% ../../nbs/methods/11_contrastive.ipynb #e7a8b4f9
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    "MoCo's InfoNCE: each query `q[i]` (N, D) must pick its key `k[i]` out of {k[i]} ∪ `queue` (K, D). Inputs are ℓ2-normalised here."
+    if q.shape != k.shape or q.ndim != 2 or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+        raise MedSSLError(f"info_nce needs q, k (N, D) and queue (K, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(queue.shape)}.")
+    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+    q, k, queue = (F.normalize(t.float(), dim=1) for t in (q, k, queue))
+    l_pos = (q * k).sum(1, keepdim=True)                     # (N, 1) similarity to the positive
+    l_neg = q @ queue.t()                                    # (N, K) similarity to every queued key
+    logits = torch.cat([l_pos, l_neg], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
+    "θ_target ← m θ_target + (1 − m) θ_online, parameter by parameter (buffers such as BN statistics are left to the target)."
+    for pt, po in zip(target.parameters(), online.parameters()): pt.mul_(m).add_(po.detach(), alpha=1 - m)
+
+# %% ../../nbs/methods/11_contrastive.ipynb #290b03b8
+@register_method
+class MoCoV2(SSLMethod):
+    "MoCo v2 (He et al., CVPR 2020; Chen et al., arXiv 2020): momentum key encoder, queue of negative keys, InfoNCE."
+    name = "mocov2"
+    def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, queue_size: int = 4096,
+                 momentum: float = 0.99, temperature: float = 0.2, key_chunks: int = 2, views: ViewConfig | None = None):
+        super().__init__(encoder)
+        if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+        if not 0 <= momentum <= 1: raise MedSSLError(f"momentum must be in [0, 1], got {momentum}.")
+        if queue_size < 1 or key_chunks < 1: raise MedSSLError(f"queue_size and key_chunks must be >= 1, got {queue_size}, {key_chunks}.")
+        self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=2)
+        self.key_encoder, self.key_head = copy.deepcopy(encoder), copy.deepcopy(self.head)
+        for p in [*self.key_encoder.parameters(), *self.key_head.parameters()]: p.requires_grad_(False)
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, proj_dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.augment = BatchAugment(views)
+        self.momentum, self.temperature, self.key_chunks = momentum, temperature, key_chunks
+        self._pending = None
+        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, queue_size=queue_size, momentum=momentum,
+                             temperature=temperature, key_chunks=key_chunks)
+
+    @torch.no_grad()
+    def keys(self, v: torch.Tensor) -> torch.Tensor:
+        "Keys of views `v` from the momentum encoder, with BN statistics of random sub-batches (one-device 'shuffling BN')."
+        n = len(v); chunks = min(self.key_chunks, max(1, n // 2))
+        perm = torch.randperm(n, device=v.device)
+        k = torch.cat([self.key_head(self.key_encoder(c)) for c in v[perm].chunk(chunks)])
+        out = torch.empty_like(k); out[perm] = k               # undo the shuffle
+        return F.normalize(out.float(), dim=1)
+
+    @torch.no_grad()
+    def enqueue(self, k: torch.Tensor) -> None:
+        "Write keys `k` (N, D) over the oldest entries of the queue, wrapping around its end."
+        K = len(self.queue); k = k.detach().to(self.queue.dtype)[-K:]
+        idx = (self.queue_ptr + torch.arange(len(k), device=k.device)) % K
+        self.queue[idx] = k
+        self.queue_ptr.copy_((self.queue_ptr + len(k)) % K)
+
+    def loss(self, x: torch.Tensor) -> dict:
+        vq, vk = self.augment(x), self.augment(x)
+        q = self.head(self.encoder(vq))
+        k = self.keys(vk)
+        self._pending = k
+        return {"loss": info_nce(q, k, self.queue.clone(), self.temperature), "emb": q}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        ema_update(self.key_encoder, self.encoder, self.momentum); ema_update(self.key_head, self.head, self.momentum)
+        if self._pending is not None: self.enqueue(self._pending); self._pending = None
+
+# %% ../../nbs/methods/11_contrastive.ipynb #535911e1
+def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch."
+    if q.shape != k.shape or q.ndim != 2: raise MedSSLError(f"moco_v3_loss needs two (N, D) tensors of the same shape, got {tuple(q.shape)}, {tuple(k.shape)}.")
+    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    logits = q @ k.t() / temperature
+    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+def cosine_momentum(step: int, total_steps: int, base: float) -> float:
+    "Momentum at `step`: from `base` at step 0 to 1 at `total_steps`, along a half cosine."
+    return 1 - (1 - base) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
+
+# %% ../../nbs/methods/11_contrastive.ipynb #db661a39
+@register_method
+class MoCoV3(SSLMethod):
+    "MoCo v3 (Chen, Xie & He, ICCV 2021): symmetric contrastive loss with in-batch negatives, momentum encoder + projector, query predictor."
+    name = "mocov3"
+    def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, pred_hidden: int = 512,
+                 momentum: float = 0.99, temperature: float = 0.2, views: ViewConfig | None = None):
+        super().__init__(encoder)
+        if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+        if not 0 <= momentum <= 1: raise MedSSLError(f"momentum must be in [0, 1], got {momentum}.")
+        self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=3, last_bn=True)
+        self.predictor = ProjectionHead(proj_dim, pred_hidden, proj_dim, layers=2)
+        self.key_encoder, self.key_head = copy.deepcopy(encoder), copy.deepcopy(self.head)
+        for p in [*self.key_encoder.parameters(), *self.key_head.parameters()]: p.requires_grad_(False)
+        self.augment = BatchAugment(views)
+        self.base_momentum, self.temperature = momentum, temperature
+        self.register_buffer("momentum", torch.tensor(float(momentum)))   # the current value of the schedule
+        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, pred_hidden=pred_hidden, momentum=momentum, temperature=temperature)
+
+    def loss(self, x: torch.Tensor) -> dict:
+        v = torch.cat([self.augment(x), self.augment(x)])
+        q1, q2 = self.predictor(self.head(self.encoder(v))).chunk(2)
+        with torch.no_grad(): k1, k2 = self.key_head(self.key_encoder(v)).chunk(2)
+        loss = moco_v3_loss(q1, k2, self.temperature) + moco_v3_loss(q2, k1, self.temperature)
+        return {"loss": loss, "emb": q1}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        m = cosine_momentum(step, total_steps, self.base_momentum); self.momentum.fill_(m)
+        ema_update(self.key_encoder, self.encoder, m); ema_update(self.key_head, self.head, m)

@@ -1,0 +1,86 @@
+"""Every registered self-supervised method through the same checks, so a new method cannot skip them:
+builds from an encoder alone, a finite loss whose gradients reach the encoder (1- and 3-channel input), a short fit that
+lowers the loss without collapsing, exact resume (EMA targets, queues and centres included), JSON-able hparams."""
+import json, math, pytest, torch
+import medssl_nb.methods as methods
+from medssl_nb.methods import METHODS, build_method
+from medssl_nb.core import MedSSLError, set_seed
+from medssl_nb.data import synthetic
+from medssl_nb.backbones import ResNet
+from medssl_nb.fit import fit, FitConfig
+
+NAMES = sorted(METHODS)
+
+def encoder_for(cls, in_chans: int, size: int = 28):
+    "The smallest sensible encoder of the method's default backbone type."
+    if getattr(cls, "default_backbone", "resnet") == "vit":
+        from medssl_nb.backbones import ViT
+        return ViT(in_chans=in_chans, img_size=size, patch=4, dim=64, depth=2, heads=2)
+    return ResNet(in_chans, depth=10, width=16)
+
+# Known failures, recorded rather than hidden: strict, so a fix turns them into a failing test that asks for removal here.
+# MoCo v2 collapses to chance level log(K+1) on short runs (see nbs/methods/11_contrastive.ipynb, "Short runs").
+KNOWN_FAILURES = {"mocov2": "MoCo v2 collapses to chance level on short runs; see the contrastive chapter"}
+TEST_KWARGS: dict = {}
+
+def build(name, in_chans=1, seed=0):
+    set_seed(seed); return build_method(name, encoder_for(METHODS[name], in_chans), **TEST_KWARGS.get(name, {}))
+
+@pytest.fixture(scope="module")
+def data1(): return synthetic(n_train=256, n_val=8, n_test=8, seed=0)
+
+@pytest.fixture(scope="module")
+def data3(): return synthetic(n_train=256, n_val=8, n_test=8, channels=3, seed=0)
+
+def test_registry_has_every_family():
+    want = {"simclr", "mocov2", "mocov3", "byol", "simsiam", "dino", "barlowtwins", "vicreg", "rotation", "jigsaw", "rpp",
+            "dae", "vae", "gan", "colorization", "mae"}
+    assert want <= set(NAMES), f"missing: {sorted(want - set(NAMES))}"
+    assert {"beit", "simmim"} & set(NAMES), "a BEiT-style masked-prediction method must be registered"
+
+def test_unknown_method_is_a_clear_error():
+    with pytest.raises(MedSSLError, match="Unknown method"): build_method("simclrr", ResNet(1, 10, width=16))
+
+@pytest.mark.parametrize("chans", [1, 3])
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_is_finite_and_reaches_the_encoder(name, chans, data1, data3):
+    cls = METHODS[name]
+    if chans == 1 and getattr(cls, "requires_rgb", False):
+        with pytest.raises(MedSSLError): build(name, 1).loss(data1.train.x[:16])
+        return
+    m = build(name, chans); m.train()
+    x = (data1 if chans == 1 else data3).train.x[:16]
+    out = m.loss(x)
+    assert torch.isfinite(out["loss"]) and out["loss"].ndim == 0
+    assert out["emb"].shape[0] == 16 and out["emb"].ndim == 2
+    out["loss"].backward()
+    grads = [p.grad for p in m.encoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    json.dumps(m.hparams())  # recorded in checkpoints and results
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[n], strict=True))
+                                  if n in KNOWN_FAILURES else n for n in NAMES])
+def test_short_fit_learns_without_collapse(name, data1, data3):
+    cls = METHODS[name]; rgb = getattr(cls, "requires_rgb", False)
+    d = data3 if rgb else data1
+    res = fit(build(name, 3 if rgb else 1), d.train.x, FitConfig(epochs=4, batch_size=32, lr=2e-3, warmup_epochs=0.5, progress=False))
+    h = res.history
+    assert all(math.isfinite(e["loss"]) for e in h)
+    if cls.monotone_loss: assert h[-1]["loss"] < h[0]["loss"], f"{name}: loss did not fall: {[round(e['loss'], 4) for e in h]}"
+    assert h[-1]["emb_std"] > 0.02, f"{name}: embeddings collapsed (std of l2-normalised embeddings {h[-1]['emb_std']:.4f})"
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resume_is_exact(name, data1, data3, tmp_path):
+    rgb = getattr(METHODS[name], "requires_rgb", False)
+    x = (data3 if rgb else data1).train.x[:64]
+    cfg = lambda d: FitConfig(epochs=2, batch_size=16, precision="fp32", ckpt_dir=str(d), progress=False)
+    straight = fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "a")).method
+    fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "b"), stop_after_epochs=1)
+    resumed = fit(build(name, 3 if rgb else 1, seed=123), x, cfg(tmp_path / "b"))
+    assert resumed.resumed_from == 1
+    a, b = straight.state_dict(), resumed.method.state_dict()
+    assert a.keys() == b.keys()
+    for k in a: assert torch.equal(a[k], b[k]), f"{name}: {k} differs after resume"
+
+def test_methods_package_reexports():
+    assert methods.SimCLR is METHODS["simclr"] and "SimCLR" in methods.__all__

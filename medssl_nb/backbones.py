@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention',
-           'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
+__all__ = ['RESNET_LAYERS', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params',
+           'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
 
 # %% ../nbs/03_backbones.ipynb #9ceba8b1
 def _conv(ndim): return nn.Conv2d if ndim == 2 else nn.Conv3d
@@ -44,6 +44,16 @@ class Bottleneck(nn.Module):
         return F.relu(self.bn3(self.conv3(out)) + self.short(x), inplace=True)
 
 # %% ../nbs/03_backbones.ipynb #7554cd96
+def check_image_input(x: torch.Tensor, ndim: int, in_chans: int, what: str = "backbone"):
+    "Raise a clear `MedSSLError` when `x` is not a batch of `ndim`-D images with `in_chans` channels (shared by every backbone)."
+    if x.ndim != ndim + 2:
+        got = {4: "2D images (B, C, H, W)", 5: "3D volumes (B, C, D, H, W)"}.get(x.ndim, f"a {x.ndim}-d tensor")
+        raise MedSSLError(f"This is a {ndim}D {what} and expects {'(B, C, H, W)' if ndim == 2 else '(B, C, D, H, W)'}, "
+                          f"but got {got} of shape {tuple(x.shape)}. Build the backbone with ndim={x.ndim - 2} for this data.")
+    if x.shape[1] != in_chans:
+        raise MedSSLError(f"The {what} expects {in_chans} channel(s) but the input has {x.shape[1]} (shape {tuple(x.shape)}). "
+                          f"Build it with in_chans={x.shape[1]}, or convert the images.")
+
 RESNET_LAYERS = {10: (BasicBlock, [1, 1, 1, 1]), 18: (BasicBlock, [2, 2, 2, 2]),
                  34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
 
@@ -78,14 +88,7 @@ class ResNet(nn.Module):
 
     def check_input(self, x: torch.Tensor):
         "Raise a clear error when `x` does not fit this backbone (dimensionality or channels)."
-        want = self.ndim + 2
-        if x.ndim != want:
-            what = {4: "2D images (B, C, H, W)", 5: "3D volumes (B, C, D, H, W)"}.get(x.ndim, f"a {x.ndim}-d tensor")
-            raise MedSSLError(f"This is a {self.ndim}D backbone and expects {'(B, C, H, W)' if self.ndim == 2 else '(B, C, D, H, W)'}, "
-                              f"but got {what} of shape {tuple(x.shape)}. Build the backbone with ndim={x.ndim - 2} for this data.")
-        if x.shape[1] != self.in_chans:
-            raise MedSSLError(f"The backbone expects {self.in_chans} channel(s) but the input has {x.shape[1]} (shape {tuple(x.shape)}). "
-                              f"Build it with in_chans={x.shape[1]}, or convert the images.")
+        check_image_input(x, self.ndim, self.in_chans)
 
     def forward_features(self, x: torch.Tensor) -> dict:
         "Pooled features `pooled` (B, feat_dim) and the feature map after each stage `maps` (list of 4)."
@@ -178,14 +181,7 @@ class ViT(nn.Module):
 
     def check_input(self, x: torch.Tensor):
         "Raise a clear error when `x` does not fit this backbone (dimensionality, channels, size vs patch)."
-        want = self.ndim + 2
-        if x.ndim != want:
-            what = {4: "2D images (B, C, H, W)", 5: "3D volumes (B, C, D, H, W)"}.get(x.ndim, f"a {x.ndim}-d tensor")
-            raise MedSSLError(f"This is a {self.ndim}D ViT and expects {'(B, C, H, W)' if self.ndim == 2 else '(B, C, D, H, W)'}, "
-                              f"but got {what} of shape {tuple(x.shape)}. Build the backbone with ndim={x.ndim - 2} for this data.")
-        if x.shape[1] != self.in_chans:
-            raise MedSSLError(f"The ViT expects {self.in_chans} channel(s) but the input has {x.shape[1]} (shape {tuple(x.shape)}). "
-                              f"Build it with in_chans={x.shape[1]}, or convert the images.")
+        check_image_input(x, self.ndim, self.in_chans, "ViT")
         bad = [s for s in x.shape[2:] if s % self.patch or s < self.patch]
         if bad: raise MedSSLError(f"Input side(s) {bad} of shape {tuple(x.shape)} are not positive multiples of the patch size {self.patch}; "
                                   f"resize the input (e.g. crops of {self.patch * max(1, x.shape[-1] // self.patch)} px) or build the ViT with another patch.")

@@ -4,13 +4,15 @@
 
 # %% ../../nbs/methods/10_interface.ipynb #6942f0ff
 from __future__ import annotations
+import copy, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import MedSSLError
 
 # %% auto #0
-__all__ = ['METHODS', 'SSLMethod', 'ProjectionHead', 'embedding_std', 'register_method', 'build_method']
+__all__ = ['METHODS', 'SSLMethod', 'ProjectionHead', 'make_target', 'ema_update', 'cosine_momentum', 'embedding_std',
+           'register_method', 'build_method']
 
 # %% ../../nbs/methods/10_interface.ipynb #37c458dc
 class SSLMethod(nn.Module):
@@ -41,6 +43,26 @@ class ProjectionHead(nn.Sequential):
         mods.append(nn.Linear(d, out, bias=not last_bn))
         if last_bn: mods.append(nn.BatchNorm1d(out, affine=False))
         super().__init__(*mods)
+
+# %% ../../nbs/methods/10_interface.ipynb #632fe80c
+def make_target(*modules: nn.Module) -> nn.Module:
+    "Frozen copy of `modules` (as one `nn.Sequential`) to serve as an EMA target: same weights, no gradients."
+    t = copy.deepcopy(nn.Sequential(*modules))
+    for p in t.parameters(): p.requires_grad_(False)
+    return t
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, m: float, copy_buffers: bool = False) -> None:
+    "In place: θ_target ← m θ_target + (1 − m) θ_online for every parameter; buffers (BN statistics) copied when `copy_buffers`."
+    for pt, po in zip(target.parameters(), online.parameters()): pt.mul_(m).add_(po.detach(), alpha=1 - m)
+    if copy_buffers:
+        for bt, bo in zip(target.buffers(), online.buffers()): bt.copy_(bo)
+
+def cosine_momentum(step: int, total_steps: int, base: float = 0.99) -> float:
+    "Momentum at `step` of `total_steps`: 1 − (1 − base)(cos(π k/K) + 1)/2, from `base` at step 0 up to 1."
+    if total_steps < 1: raise MedSSLError(f"total_steps must be >= 1, got {total_steps}.")
+    k = min(max(step, 0), total_steps)
+    return 1 - (1 - base) * (math.cos(math.pi * k / total_steps) + 1) / 2
 
 # %% ../../nbs/methods/10_interface.ipynb #eccc5bd5
 def embedding_std(z: torch.Tensor) -> float:

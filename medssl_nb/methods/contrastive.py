@@ -9,10 +9,10 @@ import torch.nn as nn
 from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
 from ..losses import nt_xent
-from .base import SSLMethod, ProjectionHead, register_method
+from .base import SSLMethod, ProjectionHead, register_method, ema_update, cosine_momentum
 
 # %% auto #0
-__all__ = ['SimCLR', 'info_nce', 'ema_update', 'MoCoV2', 'moco_v3_loss', 'cosine_momentum', 'MoCoV3']
+__all__ = ['SimCLR', 'info_nce', 'MoCoV2', 'moco_v3_loss', 'MoCoV3']
 
 # %% ../../nbs/methods/11_contrastive.ipynb #87c58c32
 @register_method
@@ -50,10 +50,6 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     logits = torch.cat([l_pos, l_neg], 1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
-    "θ_target ← m θ_target + (1 − m) θ_online, parameter by parameter (buffers such as BN statistics are left to the target)."
-    for pt, po in zip(target.parameters(), online.parameters()): pt.mul_(m).add_(po.detach(), alpha=1 - m)
 
 # %% ../../nbs/methods/11_contrastive.ipynb #290b03b8
 @register_method
@@ -114,9 +110,6 @@ def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> 
     logits = q @ k.t() / temperature
     return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
-def cosine_momentum(step: int, total_steps: int, base: float) -> float:
-    "Momentum at `step`: from `base` at step 0 to 1 at `total_steps`, along a half cosine."
-    return 1 - (1 - base) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total_steps))))
 
 # %% ../../nbs/methods/11_contrastive.ipynb #db661a39
 @register_method

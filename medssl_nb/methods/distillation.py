@@ -10,30 +10,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
-from .base import SSLMethod, ProjectionHead, register_method
+from .base import SSLMethod, ProjectionHead, register_method, make_target, ema_update, cosine_momentum
 
 # %% auto #0
-__all__ = ['cosine_tau', 'make_target', 'ema_update_target', 'byol_loss', 'BYOL', 'negative_cosine', 'SimSiam', 'dino_loss',
-           'dino_center_update', 'DINOHead', 'DINO']
-
-# %% ../../nbs/methods/13_distillation.ipynb #ed23a4b9
-def cosine_tau(step: int, total_steps: int, base: float = 0.99) -> float:
-    "BYOL's target momentum at step `step` of `total_steps`: 1 - (1 - base)(cos(pi k/K) + 1)/2, from `base` up to 1."
-    if total_steps < 1: raise MedSSLError(f"total_steps must be >= 1, got {total_steps}.")
-    k = min(max(step, 0), total_steps)
-    return 1 - (1 - base) * (math.cos(math.pi * k / total_steps) + 1) / 2
-
-def make_target(*modules: nn.Module) -> nn.Module:
-    "Frozen copy of `modules` (as one `nn.Sequential`) to serve as an EMA target: same weights, no gradients."
-    t = copy.deepcopy(nn.Sequential(*modules))
-    for p in t.parameters(): p.requires_grad_(False)
-    return t
-
-@torch.no_grad()
-def ema_update_target(target: nn.Module, online: nn.Module, tau: float) -> None:
-    "In place: target <- tau * target + (1 - tau) * online for every parameter; buffers (BN statistics) are copied."
-    for pt, po in zip(target.parameters(), online.parameters()): pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
-    for bt, bo in zip(target.buffers(), online.buffers()): bt.copy_(bo)
+__all__ = ['byol_loss', 'BYOL', 'negative_cosine', 'SimSiam', 'dino_loss', 'dino_center_update', 'DINOHead', 'DINO']
 
 # %% ../../nbs/methods/13_distillation.ipynb #eca10360
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -65,7 +45,7 @@ class BYOL(SSLMethod):
         return {"loss": loss, "emb": z.chunk(2)[0]}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update_target(self.target, nn.Sequential(self.encoder, self.projector), cosine_tau(step, total_steps, self.tau_base))
+        ema_update(self.target, nn.Sequential(self.encoder, self.projector), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
 
 # %% ../../nbs/methods/13_distillation.ipynb #531ffda1
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -185,7 +165,7 @@ class DINO(SSLMethod):
         return {"loss": loss, "emb": b[:B], "teacher_entropy": ent.detach()}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update_target(self.teacher, nn.Sequential(self.encoder, self.head), cosine_tau(step, total_steps, self.tau_base))
+        ema_update(self.teacher, nn.Sequential(self.encoder, self.head), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
         if getattr(self, "_last_teacher", None) is not None:
             if self.centering: dino_center_update(self.center, self._last_teacher, self.center_momentum)
             self._last_teacher = None

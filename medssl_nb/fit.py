@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device, fast_memory_format
-from .methods.base import SSLMethod, embedding_std
+from .methods.base import SSLMethod, embedding_std, collapse_floor
 
 # %% auto #0
 __all__ = ['FitConfig', 'lr_lambda', 'epoch_order', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'CheckpointMismatchError',
@@ -113,6 +113,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == "adamw" else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9))
     n_local = len(epoch_order(len(images), cfg.seed, 0, rank, world))
     bs = min(cfg.batch_size, n_local)
+    method.check_data(len(images), bs * world)   # e.g. MoCo sizes or refuses its queue for this data
     steps_per_epoch = max(1, n_local // bs)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_epochs * steps_per_epoch)), total))
@@ -157,11 +158,12 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
             std = embedding_std(out["emb"])
             sums["loss"] += loss.item(); sums["emb_std"] += std; n_seen += len(xb)
             bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", emb_std=f"{std:.3f}")
-        row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch,
+        emb_dim = out["emb"].flatten(1).shape[1]
+        row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch, "emb_dim": emb_dim,
                "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
                "images_per_s": n_seen * world / (time.perf_counter() - t0)}
         history.append(row)
-        floor = 0.1 / math.sqrt(out["emb"].flatten(1).shape[1])
+        floor = collapse_floor(emb_dim)
         if row["emb_std"] < floor and not warned_collapse:
             warnings.warn(f"{method.name}: embedding std {row['emb_std']:.4f} is below {floor:.4f} at epoch {epoch}: the representation may be collapsing.")
             warned_collapse = True

@@ -16,13 +16,14 @@ from .core import MedSSLError, set_seed, provenance, git_commit, atomic_write_te
 from .data import load_dataset, label_subset, MedData, locate_medmnist, file_md5
 from .backbones import ResNet
 from .methods import METHODS, build_method
+from .methods.base import collapse_floor
 from .fit import fit, FitConfig
 from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci
 
 # %% auto #0
-__all__ = ['COLLAPSE_STD', 'PUBLISHED_V2', 'build_encoder', 'method_backbone', 'score_features', 'embed_splits', 'PretrainConfig',
-           'load_for', 'pretrain_method', 'run_pretrain', 'CompareConfig', 'run_compare', 'summarize_compare',
-           'format_compare', 'plot_compare', 'write_compare']
+__all__ = ['PUBLISHED_V2', 'build_encoder', 'method_backbone', 'score_features', 'embed_splits', 'PretrainConfig', 'load_for',
+           'pretrain_method', 'run_pretrain', 'CompareConfig', 'run_compare', 'summarize_compare', 'format_compare',
+           'plot_compare', 'write_compare']
 
 # %% ../nbs/07_pretrain.ipynb #5ce41f5f
 def build_encoder(kind: str, in_chans: int, ndim: int = 2, size: int = 28, width: int = 32, depth: int = 18,
@@ -178,7 +179,7 @@ class CompareConfig:
                     vit_heads=self.vit_heads)
 
 # %% ../nbs/07_pretrain.ipynb #d00543c2
-COLLAPSE_STD = 0.05   # std of l2-normalised embeddings below this at the end of pretraining: flagged as collapsed
+# A run is flagged collapsed when its final embedding std is below `collapse_floor(d)` = 0.1/sqrt(d) (methods.base), the rule fit warns by.
 
 def _unit_key(r) -> tuple:
     "A unit of work: (dataset flag, method name or 'baselines', seed)."
@@ -244,7 +245,8 @@ def _method_rows(cfg: CompareConfig, d: MedData, flag: str, method: str, seed: i
         lp, knn = score_features(feats, d, idx, cfg.knn_k)
         base = {"dataset_flag": flag, "dataset": d.name, "source": d.source, "seed": seed, "fraction": frac, "n_labels": len(idx),
                 "method": method, "backbone": backbone, "pretrain_seconds": round(res.wall_time, 1), "final_ssl_loss": h["loss"],
-                "first_ssl_loss": res.history[0]["loss"], "final_emb_std": h["emb_std"], "collapsed": h["emb_std"] < COLLAPSE_STD}
+                "first_ssl_loss": res.history[0]["loss"], "final_emb_std": h["emb_std"], "emb_dim": h["emb_dim"],
+                "emb_std_vs_isotropic": h["emb_std"] * math.sqrt(h["emb_dim"]), "collapsed": h["emb_std"] < collapse_floor(h["emb_dim"])}
         rows += [base | {"protocol": "linear probe", **lp}, base | {"protocol": "kNN", **knn}]
     return rows
 

@@ -8,6 +8,7 @@ from medssl_nb.core import MedSSLError, set_seed
 from medssl_nb.data import synthetic
 from medssl_nb.backbones import ResNet
 from medssl_nb.fit import fit, FitConfig
+from medssl_nb.methods.base import collapse_floor
 
 NAMES = sorted(METHODS)
 
@@ -19,9 +20,13 @@ def encoder_for(cls, in_chans: int, size: int = 28):
     return ResNet(in_chans, depth=10, width=16)
 
 # Known failures, recorded rather than hidden: strict, so a fix turns them into a failing test that asks for removal here.
-# MoCo v2 collapses to chance level log(K+1) on short runs (see nbs/methods/11_contrastive.ipynb, "Short runs").
-KNOWN_FAILURES = {"mocov2": "MoCo v2 collapses to chance level on short runs; see the contrastive chapter"}
+KNOWN_FAILURES: dict = {}
 TEST_KWARGS: dict = {}
+# Methods whose loss is not monotone get their own check of what their paper's dynamics imply, and the budget that needs.
+# MoCo v2: the loss rises while real keys replace the random initial queue, plateaus near log(K+1), then falls below it
+# (nbs/methods/11_contrastive.ipynb, "Short runs"); it needs ~300 steps for that, not the 32 the others get.
+TEST_EPOCHS = {"mocov2": 40}
+LOSS_CHECKS = {"mocov2": lambda m, h: h[-1]["loss"] < math.log(len(m.queue) + 1) - 0.1 and h[-1]["loss"] < max(e["loss"] for e in h) - 0.1}
 
 def build(name, in_chans=1, seed=0):
     set_seed(seed); return build_method(name, encoder_for(METHODS[name], in_chans), **TEST_KWARGS.get(name, {}))
@@ -63,11 +68,14 @@ def test_loss_is_finite_and_reaches_the_encoder(name, chans, data1, data3):
 def test_short_fit_learns_without_collapse(name, data1, data3):
     cls = METHODS[name]; rgb = getattr(cls, "requires_rgb", False)
     d = data3 if rgb else data1
-    res = fit(build(name, 3 if rgb else 1), d.train.x, FitConfig(epochs=4, batch_size=32, lr=2e-3, warmup_epochs=0.5, progress=False))
+    res = fit(build(name, 3 if rgb else 1), d.train.x, FitConfig(epochs=TEST_EPOCHS.get(name, 4), batch_size=32, lr=2e-3, warmup_epochs=0.5, progress=False))
     h = res.history
     assert all(math.isfinite(e["loss"]) for e in h)
-    if cls.monotone_loss: assert h[-1]["loss"] < h[0]["loss"], f"{name}: loss did not fall: {[round(e['loss'], 4) for e in h]}"
-    assert h[-1]["emb_std"] > 0.02, f"{name}: embeddings collapsed (std of l2-normalised embeddings {h[-1]['emb_std']:.4f})"
+    losses = [round(e["loss"], 4) for e in h]
+    if name in LOSS_CHECKS: assert LOSS_CHECKS[name](res.method, h), f"{name}: loss did not behave as its paper implies: {losses}"
+    elif cls.monotone_loss: assert h[-1]["loss"] < h[0]["loss"], f"{name}: loss did not fall: {losses}"
+    floor = max(0.02, 2 * collapse_floor(h[-1]["emb_dim"]))   # twice the package's collapse floor, and never below 0.02
+    assert h[-1]["emb_std"] > floor, f"{name}: embeddings collapsed (std of l2-normalised embeddings {h[-1]['emb_std']:.4f} <= {floor:.4f})"
 
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_is_exact(name, data1, data3, tmp_path):
@@ -84,3 +92,11 @@ def test_resume_is_exact(name, data1, data3, tmp_path):
 
 def test_methods_package_reexports():
     assert methods.SimCLR is METHODS["simclr"] and "SimCLR" in methods.__all__
+
+def test_fit_refuses_a_moco_queue_longer_than_the_data(data1, tmp_path):
+    "A queue of more keys than the data has other images is refused before anything is trained or written."
+    from medssl_nb.methods.contrastive import MoCoV2
+    m = MoCoV2(ResNet(1, depth=10, width=16), queue_size=4096)
+    with pytest.raises(MedSSLError, match="queue_size"):
+        fit(m, data1.train.x, FitConfig(epochs=1, batch_size=32, ckpt_dir=str(tmp_path / "ck"), progress=False))
+    assert not (tmp_path / "ck" / "last.pt").exists()

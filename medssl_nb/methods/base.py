@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from ..core import MedSSLError
 
 # %% auto #0
-__all__ = ['METHODS', 'SSLMethod', 'ProjectionHead', 'make_target', 'ema_update', 'cosine_momentum', 'embedding_std',
-           'register_method', 'build_method']
+__all__ = ['COLLAPSE_FRACTION', 'METHODS', 'SSLMethod', 'ProjectionHead', 'make_target', 'ema_update', 'cosine_momentum',
+           'embedding_std', 'collapse_floor', 'register_method', 'build_method']
 
 # %% ../../nbs/methods/10_interface.ipynb #37c458dc
 class SSLMethod(nn.Module):
@@ -28,6 +28,8 @@ class SSLMethod(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} must implement loss(x) -> dict(loss=..., emb=...)")
     def on_step_end(self, step: int, total_steps: int) -> None:
         "Called after each optimiser step (EMA targets, schedules). Nothing by default."
+    def check_data(self, n_images: int, batch_size: int) -> None:
+        "Called by `fit` before training with the pretraining-set size and the batch size; refuse or adapt settings here. Nothing by default."
     def hparams(self) -> dict:
         "The settings that define this method (recorded in checkpoints and results)."
         return {"method": self.name, "encoder": type(self.encoder).__name__,
@@ -69,6 +71,13 @@ def embedding_std(z: torch.Tensor) -> float:
     "Mean over dimensions of the batch std of ℓ2-normalised embeddings: 0 = collapsed, ~1/sqrt(d) = healthy."
     z = F.normalize(z.detach().float().flatten(1), dim=1)
     return z.std(dim=0).mean().item()
+
+COLLAPSE_FRACTION = 0.1   # embeddings whose std is below this fraction of an isotropic spread (1/sqrt(d)) count as collapsed
+
+def collapse_floor(dim: int) -> float:
+    "The `embedding_std` below which `dim`-dimensional embeddings count as collapsed: `COLLAPSE_FRACTION` / sqrt(dim)."
+    if dim < 1: raise MedSSLError(f"dim must be >= 1, got {dim}.")
+    return COLLAPSE_FRACTION / math.sqrt(dim)
 
 # %% ../../nbs/methods/10_interface.ipynb #087e5c57
 METHODS: dict[str, type] = {}

@@ -12,7 +12,7 @@ from ..losses import nt_xent
 from .base import SSLMethod, ProjectionHead, register_method, ema_update, cosine_momentum
 
 # %% auto #0
-__all__ = ['SimCLR', 'info_nce', 'MoCoV2', 'moco_v3_loss', 'MoCoV3']
+__all__ = ['MOCO_MAX_QUEUE', 'SimCLR', 'info_nce', 'moco_queue_size', 'MoCoV2', 'moco_v3_loss', 'MoCoV3']
 
 # %% ../../nbs/methods/11_contrastive.ipynb #87c58c32
 @register_method
@@ -51,16 +51,28 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature:
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
+# %% ../../nbs/methods/11_contrastive.ipynb #28e444fa
+MOCO_MAX_QUEUE = 4096   # the default queue length when the data allow it
+
+def moco_queue_size(n_images: int, batch_size: int, max_size: int = MOCO_MAX_QUEUE) -> int:
+    "Largest power of two <= min(`max_size`, `n_images` - `batch_size`): a queue that never holds keys of the batch's own images."
+    room = n_images - batch_size
+    if room < 1: raise MedSSLError(f"MoCo needs more pretraining images ({n_images}) than one batch ({batch_size}) to fill a queue of negatives; use a smaller batch.")
+    return 2 ** int(math.floor(math.log2(min(max_size, room))))
+
 # %% ../../nbs/methods/11_contrastive.ipynb #290b03b8
 @register_method
 class MoCoV2(SSLMethod):
     "MoCo v2 (He et al., CVPR 2020; Chen et al., arXiv 2020): momentum key encoder, queue of negative keys, InfoNCE."
     name = "mocov2"
-    def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, queue_size: int = 4096,
+    monotone_loss = False   # it rises while real keys replace the random initial queue, then falls below log(K+1)
+    def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, queue_size: int | None = None,
                  momentum: float = 0.99, temperature: float = 0.2, key_chunks: int = 2, views: ViewConfig | None = None):
         super().__init__(encoder)
         if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
         if not 0 <= momentum <= 1: raise MedSSLError(f"momentum must be in [0, 1], got {momentum}.")
+        self.auto_queue = queue_size is None           # sized from the data in check_data
+        queue_size = MOCO_MAX_QUEUE if queue_size is None else queue_size
         if queue_size < 1 or key_chunks < 1: raise MedSSLError(f"queue_size and key_chunks must be >= 1, got {queue_size}, {key_chunks}.")
         self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=2)
         self.key_encoder, self.key_head = copy.deepcopy(encoder), copy.deepcopy(self.head)
@@ -71,7 +83,19 @@ class MoCoV2(SSLMethod):
         self.momentum, self.temperature, self.key_chunks = momentum, temperature, key_chunks
         self._pending = None
         self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, queue_size=queue_size, momentum=momentum,
-                             temperature=temperature, key_chunks=key_chunks)
+                             temperature=temperature, key_chunks=key_chunks, queue_from_data=self.auto_queue)
+
+    def check_data(self, n_images: int, batch_size: int) -> None:
+        "Size the queue from the data (default), or refuse a queue that would hold keys of the batch's own images."
+        if self.auto_queue:
+            K = moco_queue_size(n_images, batch_size)
+            if K != len(self.queue):   # before training only: a fresh queue of random unit vectors, as in the paper
+                self.queue = F.normalize(torch.randn(K, self.queue.shape[1], device=self.queue.device), dim=1); self.queue_ptr.zero_()
+            self._hparams["queue_size"] = K
+        elif len(self.queue) > n_images - batch_size:
+            raise MedSSLError(f"MoCo's queue_size {len(self.queue)} is larger than the {n_images} pretraining images minus a batch of {batch_size}: "
+                              "the queue would hold stale keys of the images in the batch, as negatives of themselves. "
+                              f"Use queue_size <= {max(1, n_images - batch_size)}, or leave queue_size unset to size it from the data.")
 
     @torch.no_grad()
     def keys(self, v: torch.Tensor) -> torch.Tensor:

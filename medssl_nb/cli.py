@@ -5,7 +5,7 @@
 # %% ../nbs/90_cli.ipynb #c2194148
 from __future__ import annotations
 import argparse, json, sys, time, os
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from .methods.contrastive import SimCLR
 from .fit import fit, FitConfig
 from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci)
 from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
+from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_label_efficiency
 from .methods import METHODS
 
 # %% auto #0
@@ -150,6 +151,43 @@ def write_outputs(df, summary, prov, out: Path, tag: str, dataset: str):
     import matplotlib.pyplot as plt; plt.close(fig)
 
 # %% ../nbs/90_cli.ipynb #89b0d7ca
+def _config_arguments(sp: argparse.ArgumentParser, cls, presets: dict, skip=("progress", "download")):
+    "One option per field of the dataclass `cls`, defaulting to None (= the preset's value); `--preset` picks the preset."
+    sp.add_argument("--preset", default="cpu", choices=sorted(presets), help="named protocol whose settings the other options override (default: %(default)s)")
+    for f in fields(cls):
+        if f.name.startswith("_") or f.name in skip: continue
+        v, opt = getattr(presets["cpu"], f.name), "--" + f.name.replace("_", "-")
+        if isinstance(v, bool): sp.add_argument(opt, action="store_true", default=None)
+        elif isinstance(v, tuple): sp.add_argument(opt, nargs="+", default=None, type=type(v[0]) if v else str, help=f"default: {' '.join(map(str, v)) or '(all available)'}")
+        else:
+            kind = (float if isinstance(v, float) else int if isinstance(v, int) else str) if v is not None else (int if "int" in str(f.type) else str)
+            sp.add_argument(opt, default=None, type=kind, help=f"default: {v}")
+    sp.add_argument("--download", action="store_true", help="let medmnist download missing files (needs internet)")
+    sp.add_argument("--no-progress", action="store_true")
+
+def _config_from(args, presets: dict):
+    "The preset named by `args.preset`, with every option given on the command line replacing its value."
+    base = presets[args.preset]
+    given = {f.name: getattr(args, f.name) for f in fields(base)
+             if not f.name.startswith("_") and f.name not in ("download", "progress") and getattr(args, f.name, None) is not None}
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return replace(base, **given, download=bool(args.download), progress=not args.no_progress)
+
+def _study_parsers(sub):
+    s = sub.add_parser("study", help="The package's studies (label efficiency, ...): resumable, with results and provenance under --out.")
+    ss = s.add_subparsers(dest="study", required=True)
+    le = ss.add_parser("label-efficiency", help="SSL vs supervised (MedMNIST v2 recipe) at 1/10/25/100 % labels: probes, kNN, fine-tuning; in- and multi-domain pretraining.")
+    _config_arguments(le, LabelEfficiencyConfig, LE_PRESETS)
+
+def _run_study(args) -> int:
+    if args.study == "label-efficiency":
+        cfg = _config_from(args, LE_PRESETS)
+        df, prov = run_label_efficiency(cfg)
+        out = Path(cfg.out)
+        print((out / "label_efficiency_answers.md").read_text())
+        print(f"{len(df)} result rows in {out / 'label_efficiency.csv'}; summary, paired comparisons, figure and provenance beside it.")
+    return 0
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medssl", description="medssl_nb: self-supervised learning for medical images.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     for k in ("epochs", "batch_size", "width", "depth", "vit_dim", "vit_depth", "vit_heads", "sup_epochs", "knn_k"):
         c.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(cc, k))
     c.add_argument("--lr", type=float, default=cc.lr)
+    _study_parsers(sub)
     c.add_argument("--precision", default=cc.precision, choices=["auto", "bf16", "fp32"])
     c.add_argument("--out", default=cc.out)
     for sp in (r, c):
@@ -247,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                                 download=not args.no_download, progress=not args.no_progress)
             df, summary, prov = run_compare(cfg)
             print(format_compare(summary, prov)); print(f"\noutputs in {cfg.out}/")
+        elif args.command == "study":
+            return _run_study(args)
         return 0
     except MedSSLError as e:
         print(f"medssl: error: {e}", file=sys.stderr)

@@ -18,8 +18,8 @@ from .core import MedSSLError, gaussian_blur
 # %% auto #0
 __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'check_flag', 'DataNotFoundError', 'CorruptDataError', 'data_roots',
            'medmnist_filename', 'expected_md5', 'file_md5', 'locate_medmnist', 'Split', 'MedData', 'load_medmnist',
-           'apply_shift', 'synthetic', 'SyntheticFallbackWarning', 'load_dataset', 'label_subset', 'label_fraction',
-           'imbalance_subset', 'pool_unlabeled']
+           'apply_shift', 'synthetic', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset', 'label_subset',
+           'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -283,6 +283,15 @@ def synthetic(ndim: int = 2, n_train: int = 600, n_val: int = 100, n_test: int =
 class SyntheticFallbackWarning(UserWarning):
     "Real data could not be had, and the synthetic stand-in is used instead."
 
+def synthetic_for(flag: str, size: int = 28, seed: int = 0, **synthetic_kwargs) -> MedData:
+    "The synthetic stand-in shaped like MedMNIST `flag`: its dimensionality and channels, and its number of classes (2..6)."
+    key = check_flag(str(flag).lower().strip(), size)
+    ndim, info = (3 if key in FLAGS_3D else 2), INFO[key]
+    kw = dict(n_classes=min(max(len(info["label"]), 2), 6), channels=info["n_channels"]) | synthetic_kwargs
+    d = synthetic(ndim=ndim, size=size, seed=seed, **kw)
+    d.name = f"synthetic{ndim}d(for {key})"
+    return d
+
 def load_dataset(name: str, size: int = 28, root: str | Path | None = None, download: bool = True,
                  fallback: str | None = None, seed: int = 0, **synthetic_kwargs) -> MedData:
     "Load a MedMNIST flag or `'synthetic2d'`/`'synthetic3d'`; `fallback='synthetic'` substitutes the stand-in, loudly, when real data is missing."
@@ -296,16 +305,12 @@ def load_dataset(name: str, size: int = 28, root: str | Path | None = None, down
     except DataNotFoundError as e:
         if fallback != "synthetic": raise
         ndim = 3 if key in FLAGS_3D else 2
-        info = INFO[key]
-        kw = dict(n_classes=min(max(len(info["label"]), 2), 6), channels=info["n_channels"]) | synthetic_kwargs
         msg = (f"{key} ({size}px) is not available here, so the SYNTHETIC {ndim}D stand-in is used instead. "
                f"Numbers below are measured on phantoms, not on {key}. Reason: {str(e).splitlines()[0]}")
         import sys
         print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78 + "\n", file=sys.stderr)
         warnings.warn(msg, SyntheticFallbackWarning, stacklevel=2)
-        d = synthetic(ndim=ndim, size=size, seed=seed, **kw)
-        d.name = f"synthetic{ndim}d(for {key})"
-        return d
+        return synthetic_for(key, size=size, seed=seed, **synthetic_kwargs)
 
 # %% ../nbs/01_data.ipynb #d98022b7
 def label_subset(y: torch.Tensor | np.ndarray, fraction: float | None = None, per_class: int | None = None,
@@ -373,6 +378,15 @@ def imbalance_subset(y: torch.Tensor | np.ndarray, ratio: float, seed: int = 0) 
         keep.append(rng.choice(np.flatnonzero(y == classes[ci]), size=k, replace=False))
     return np.sort(np.concatenate(keep))
 
+def with_channels(x: torch.Tensor, c: int) -> torch.Tensor:
+    "uint8 images with `c` channels: grey replicated to RGB, or RGB to luminance grey (ITU-R 601 weights)."
+    if x.shape[1] == c: return x
+    if x.shape[1] == 1 and c == 3: return x.expand(-1, 3, *x.shape[2:]).contiguous()
+    if x.shape[1] == 3 and c == 1:
+        w = torch.tensor([.299, .587, .114]).view(1, 3, *([1] * (x.ndim - 2)))
+        return (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    raise MedSSLError(f"Cannot convert {x.shape[1]}-channel images to {c} channels; use 1 or 3.")
+
 def pool_unlabeled(datas: Sequence[MedData], size: int | None = None, channels: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     "Training images of several datasets in one uint8 tensor (common size and channels), and the index of the source dataset of each image."
     if not datas: raise MedSSLError("pool_unlabeled needs at least one dataset.")
@@ -381,9 +395,7 @@ def pool_unlabeled(datas: Sequence[MedData], size: int | None = None, channels: 
     size = size or max(d.size for d in datas)
     xs, src = [], []
     for i, d in enumerate(datas):
-        x = d.train.x.float()
-        if x.shape[1] == 3 and channels == 1: x = (x * torch.tensor([.299, .587, .114]).view(1, 3, *([1] * d.ndim))).sum(1, keepdim=True)
-        elif x.shape[1] == 1 and channels == 3: x = x.expand(-1, 3, *x.shape[2:])
+        x = with_channels(d.train.x, channels).float()
         if x.shape[-1] != size: x = F.interpolate(x, size=(size,) * d.ndim, mode="bilinear" if d.ndim == 2 else "trilinear", align_corners=False)
         xs.append(x.round().clamp(0, 255).to(torch.uint8)); src.append(torch.full((len(x),), i, dtype=torch.long))
     return torch.cat(xs), torch.cat(src)

@@ -21,7 +21,7 @@ from .data import Split
 
 # %% auto #0
 __all__ = ['TASKS', 'medmnist_metrics', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'predict_scores',
-           'train_supervised', 'mean_ci']
+           'train_supervised', 'fine_tune', 'mean_ci', 'paired_diff']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -125,15 +125,18 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
 
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     device=None) -> tuple[Classifier, list]:
-    "Train `encoder` + linear head from scratch on `train` with MedMNIST v2's recipe; return the model of best validation AUC and the history."
+                     device=None, encoder_lr: float | None = None) -> tuple[Classifier, list]:
+    "Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`); return the model of best validation AUC and the history."
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     device = torch.device(device) if device else default_device()
     torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
     model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes).to(device)
     fast_memory_format(model, train.x.ndim)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0):
+        raise MedSSLError(f"Need epochs >= 1, lr > 0 and encoder_lr >= 0; got epochs={epochs}, lr={lr}, encoder_lr={encoder_lr}.")
+    opt = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": lr if encoder_lr is None else encoder_lr},
+                            {"params": model.fc.parameters(), "lr": lr}])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)
     crit = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
@@ -157,6 +160,11 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     model.load_state_dict(best_state)
     return model, hist
 
+def fine_tune(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 20, lr: float = 1e-3,
+              encoder_lr_mult: float = 0.1, **kw) -> tuple[Classifier, list]:
+    "End-to-end fine-tuning of a pretrained `encoder` (a copy; the original is untouched): the v2 recipe, the encoder at `encoder_lr_mult` × `lr`."
+    return train_supervised(copy.deepcopy(encoder), train, val, task, n_classes, epochs=epochs, lr=lr, encoder_lr=lr * encoder_lr_mult, **kw)
+
 # %% ../nbs/06_evaluate.ipynb #6dddb9cc
 def mean_ci(values, level: float = 0.95) -> dict:
     "Mean, sample std, n and the half-width of the t-interval at `level` of `values` (NaNs dropped)."
@@ -165,3 +173,14 @@ def mean_ci(values, level: float = 0.95) -> dict:
     if len(v) == 1: return {"mean": float(v[0]), "std": float("nan"), "n": 1, "ci": float("nan")}
     sd = v.std(ddof=1)
     return {"mean": float(v.mean()), "std": float(sd), "n": len(v), "ci": float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v)))}
+
+def paired_diff(a, b, level: float = 0.95) -> dict:
+    "Paired comparison of `a` and `b` (same seeds, same order): mean difference a − b, its t-interval, paired-t and Wilcoxon p-values."
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1: raise MedSSLError(f"paired_diff needs two 1-D arrays of the same length (one value per seed), got {a.shape} and {b.shape}.")
+    ok = np.isfinite(a) & np.isfinite(b); d = a[ok] - b[ok]
+    r = mean_ci(d, level); out = {"diff": r["mean"], "ci": r["ci"], "n": r["n"], "p_t": float("nan"), "p_wilcoxon": float("nan")}
+    if len(d) >= 2 and np.ptp(d) > 0: out["p_t"] = float(stats.ttest_rel(a[ok], b[ok]).pvalue)
+    elif len(d) >= 2: out["p_t"] = 1.0 if d[0] == 0 else 0.0
+    if len(d) >= 2 and np.any(d != 0): out["p_wilcoxon"] = float(stats.wilcoxon(d).pvalue)
+    return out

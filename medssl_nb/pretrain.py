@@ -22,8 +22,8 @@ from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, train_
 
 # %% auto #0
 __all__ = ['PUBLISHED_V2', 'build_encoder', 'method_backbone', 'score_features', 'embed_splits', 'PretrainConfig', 'load_for',
-           'pretrain_method', 'run_pretrain', 'CompareConfig', 'run_compare', 'summarize_compare', 'format_compare',
-           'plot_compare', 'write_compare']
+           'pretrain_method', 'run_pretrain', 'CompareConfig', 'RunLog', 'run_compare', 'summarize_compare',
+           'format_compare', 'plot_compare', 'write_compare']
 
 # %% ../nbs/07_pretrain.ipynb #5ce41f5f
 def build_encoder(kind: str, in_chans: int, ndim: int = 2, size: int = 28, width: int = 32, depth: int = 18,
@@ -185,16 +185,16 @@ def _unit_key(r) -> tuple:
     "A unit of work: (dataset flag, method name or 'baselines', seed)."
     return (r["dataset_flag"], r["unit"], int(r["seed"]))
 
-class _RunLog:
-    "The comparison's CSV of finished units, rewritten atomically after each unit, refusing a folder of another configuration."
-    def __init__(self, out: Path, cfg: CompareConfig):
-        self.out, self.csv, self.cfg_path = out, out / "compare_runs.csv", out / "compare_config.json"
+class RunLog:
+    "A study's CSV of finished units, rewritten atomically after each unit, refusing a folder of another configuration (`cfg.identity()`)."
+    def __init__(self, out: Path, cfg, csv_name: str = "compare_runs.csv", cfg_name: str = "compare_config.json"):
+        self.out, self.csv, self.cfg_path = out, out / csv_name, out / cfg_name
         ident = json.loads(json.dumps(cfg.identity(), default=str))
         if self.cfg_path.exists():
             old = json.loads(self.cfg_path.read_text())
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             if diff:
-                raise MedSSLError(f"{out} holds comparison results made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
+                raise MedSSLError(f"{out} holds {self.csv.name} made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
                                   "Use another --out folder, or delete that folder to start over.")
         out.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(ident, indent=2), self.cfg_path)
         self.df = pd.read_csv(self.csv) if self.csv.exists() else pd.DataFrame()
@@ -254,7 +254,7 @@ def _method_rows(cfg: CompareConfig, d: MedData, flag: str, method: str, seed: i
 def run_compare(cfg: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "Run (or continue) the comparison; returns (runs, summary, provenance) and writes CSVs, a Markdown table and a figure under `cfg.out`."
     cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
-    log = _RunLog(out, cfg)
+    log = RunLog(out, cfg)
     device = default_device(); precision = resolve_precision(cfg.precision, device)
     units = [(flag, m, s) for flag in cfg.datasets for s in cfg.seeds for m in ("baselines",) + tuple(cfg.methods)]
     todo = [u for u in units if u not in log.done]

@@ -68,3 +68,21 @@ def test_compare_resumes_and_refuses_other_settings(tmp_path, capsys):
     capsys.readouterr()
     assert main([("2" if a == "1" and args[i - 1] == "--epochs" else a) for i, a in enumerate(args)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+def test_study_label_efficiency_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "The study from the command line on flag-shaped stand-ins (3-channel, 6-class DermaMNIST included), then bad input."
+    from medssl_nb.cli import main
+    out = tmp_path / "le"
+    args = ["study", "label-efficiency", "--synthetic", "--synthetic-n", "80", "--datasets", "dermamnist", "--methods", "simclr",
+            "--pools", "in-domain", "--protocols", "linear probe", "fine-tune", "--seeds", "0", "1", "--fractions", "0.1", "1.0",
+            "--pretrain-steps", "3", "--sup-epochs", "1", "--ft-epochs", "1", "--batch-size", "16", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    import pandas as pd
+    df = pd.read_csv(out / "label_efficiency.csv")
+    assert set(df.protocol) == {"linear probe", "fine-tune", "supervised"} and set(df.seed) == {0, 1} and len(df) == 2 * 2 * 3
+    assert (out / "label_efficiency.png").exists() and (out / "label_efficiency_provenance.json").exists()
+    for bad, msg in ((["--datasets", "dermamnistt"], "Unknown MedMNIST dataset flag"), (["--fractions", "0"], "Label fractions"),
+                     (["--methods", "simclrr"], "Unknown method"), (["--pools", "everywhere"], "pretraining pool")):
+        assert main(["study", "label-efficiency", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "label_efficiency.csv").exists()

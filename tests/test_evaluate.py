@@ -57,3 +57,33 @@ def test_embed_and_supervised_baseline_learn_synthetic():
     model, hist = train_supervised(ResNet(1, 10, width=16), d.train, d.val, d.task, 2, epochs=8, batch_size=32, progress=False)  # ~5 s
     auc = medmnist_metrics(d.test.y, predict_scores(model, d.test.x, d.task), d.task)["auc"]
     assert len(hist) == 8 and auc > 0.8
+
+def test_fine_tune_trains_a_copy_with_a_slower_encoder():
+    "fine_tune leaves the pretrained encoder untouched, moves its copy, and runs the encoder at encoder_lr_mult x the head's lr."
+    import copy, torch
+    from medssl_nb.evaluate import fine_tune
+    from medssl_nb.data import synthetic
+    from medssl_nb.backbones import ResNet
+    d = synthetic(n_train=64, n_val=16, n_test=16, seed=0)
+    enc = ResNet(1, 10, width=8); before = copy.deepcopy(enc.state_dict())
+    seen = {}
+    orig = torch.optim.Adam.__init__
+    def spy(self, groups, *a, **k):
+        seen["lrs"] = [g["lr"] for g in groups]; orig(self, groups, *a, **k)
+    torch.optim.Adam.__init__ = spy
+    try: model, hist = fine_tune(enc, d.train, d.val, d.task, 2, epochs=2, lr=1e-3, encoder_lr_mult=0.1, batch_size=16, progress=False)
+    finally: torch.optim.Adam.__init__ = orig
+    assert seen["lrs"] == [pytest.approx(1e-4), pytest.approx(1e-3)] and len(hist) == 2
+    assert all(torch.equal(v, enc.state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, model.encoder.state_dict()[k]) for k, v in before.items() if v.is_floating_point())
+    with pytest.raises(MedSSLError, match="epochs"): fine_tune(enc, d.train, d.val, d.task, 2, epochs=0, progress=False)
+
+def test_paired_diff_matches_scipy():
+    import numpy as np
+    from scipy import stats
+    from medssl_nb.evaluate import paired_diff
+    a, b = np.array([.71, .75, .69, .80, .77]), np.array([.70, .71, .70, .74, .72])
+    r = paired_diff(a, b)
+    assert r["diff"] == pytest.approx((a - b).mean()) and r["p_t"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert r["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a - b).pvalue) and r["n"] == 5
+    with pytest.raises(MedSSLError): paired_diff([1, 2], [1, 2, 3])

@@ -142,7 +142,7 @@ class CompareConfig:
     seeds: tuple = (0, 1, 2)
     fractions: tuple = (0.01, 0.1, 1.0)
     size: int = 28
-    epochs: int = 15
+    epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
     width: int = 16

@@ -18,6 +18,7 @@ from .fit import fit, FitConfig
 from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci)
 from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
 from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_label_efficiency
+from .volumetric import VolumetricConfig, PRESETS as V_PRESETS, run_volumetric, summarize_volumetric
 from .methods import METHODS
 
 # %% auto #0
@@ -176,8 +177,10 @@ def _config_from(args, presets: dict):
 def _study_parsers(sub):
     s = sub.add_parser("study", help="The package's studies (label efficiency, ...): resumable, with results and provenance under --out.")
     ss = s.add_subparsers(dest="study", required=True)
-    le = ss.add_parser("label-efficiency", help="SSL vs supervised (MedMNIST v2 recipe) at 1/10/25/100 % labels: probes, kNN, fine-tuning; in- and multi-domain pretraining.")
+    le = ss.add_parser("label-efficiency", help="SSL vs supervised (MedMNIST v2 recipe) at 1/10/25/100 %% labels: probes, kNN, fine-tuning; in- and multi-domain pretraining.")
     _config_arguments(le, LabelEfficiencyConfig, LE_PRESETS)
+    vo = ss.add_parser("volumetric", help="3D: DINO3D, 3D MAE and slice position on a MedMNIST3D flag vs a supervised 3D ResNet (v2 recipe): probe, kNN, fine-tuning at 10/100 %% labels.")
+    _config_arguments(vo, VolumetricConfig, V_PRESETS)
 
 def _run_study(args) -> int:
     if args.study == "label-efficiency":
@@ -186,12 +189,18 @@ def _run_study(args) -> int:
         out = Path(cfg.out)
         print((out / "label_efficiency_answers.md").read_text())
         print(f"{len(df)} result rows in {out / 'label_efficiency.csv'}; summary, paired comparisons, figure and provenance beside it.")
+    elif args.study == "volumetric":
+        cfg = _config_from(args, V_PRESETS)
+        df, prov = run_volumetric(cfg)
+        s = summarize_volumetric(df)
+        print(s[["method", "protocol", "fraction", "seeds", "auc_mean", "auc_ci95", "acc_mean"]].round(3).to_string(index=False))
+        print(f"{len(df)} result rows in {Path(cfg.out) / 'volumetric.csv'}; summary, figure and provenance beside it.")
     return 0
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medssl", description="medssl_nb: self-supervised learning for medical images.")
     sub = p.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("quickstart", help="Pretrain SimCLR on BreastMNIST and compare with supervised training at 1/10/100 % labels.")
+    q = sub.add_parser("quickstart", help="Pretrain SimCLR on BreastMNIST and compare with supervised training at 1/10/100 %% labels.")
     dflt = QuickstartConfig()
     q.add_argument("--dataset", default=dflt.dataset, help="MedMNIST 2D flag (default: %(default)s)")
     q.add_argument("--seeds", type=int, nargs="+", default=list(dflt.seeds))

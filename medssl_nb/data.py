@@ -18,8 +18,8 @@ from .core import MedSSLError, gaussian_blur
 # %% auto #0
 __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'check_flag', 'DataNotFoundError', 'CorruptDataError', 'data_roots',
            'medmnist_filename', 'expected_md5', 'file_md5', 'locate_medmnist', 'Split', 'MedData', 'load_medmnist',
-           'apply_shift', 'synthetic', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset', 'label_subset',
-           'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
+           'apply_shift', 'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for',
+           'load_dataset', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -197,8 +197,8 @@ def _lobes_for(c: int) -> int:
     "Number of boundary lobes of class `c`'s lesion: 0 (smooth), 3, 5, 7, ..."
     return 0 if c == 0 else 2 * c + 1
 
-def _phantoms(labels: torch.Tensor, size: int, ndim: int, gen: torch.Generator) -> torch.Tensor:
-    "Float images in [0,1], one per label, (N,1,*[size]*ndim)."
+def _phantoms(labels: torch.Tensor, size: int, ndim: int, gen: torch.Generator, return_masks: bool = False):
+    "Float images in [0,1], one per label, (N,1,*[size]*ndim); with `return_masks` also the voxel masks (N,*[size]*ndim): 0 background, 1 organ, 2 lesion."
     n = len(labels)
     ax = torch.linspace(-1, 1, size)
     grids = torch.meshgrid(*([ax] * ndim), indexing="ij")
@@ -225,6 +225,7 @@ def _phantoms(labels: torch.Tensor, size: int, ndim: int, gen: torch.Generator) 
     tissue = 0.15 + 0.2 * _smooth_noise((n, 1) + (size,) * ndim, gen)
     img = tissue + organ.float() * (obr.view(n, 1, *([1] * ndim)) - 0.15) + lesion.float() * (lbr.view(n, 1, *([1] * ndim)) - obr.view(n, 1, *([1] * ndim)))
     img = img + 0.03 * torch.randn(img.shape, generator=gen)
+    if return_masks: return img.clamp(0, 1), (organ.long() + lesion.long())[:, 0]
     return img.clamp(0, 1)
 
 # %% ../nbs/01_data.ipynb #77733bee
@@ -278,6 +279,18 @@ def synthetic(ndim: int = 2, n_train: int = 600, n_val: int = 100, n_test: int =
     names = {"0": "smooth lesion"} | {str(c): f"lobulated lesion ({_lobes_for(c)} lobes)" for c in range(1, n_classes)}
     return MedData(f"synthetic{ndim}d", splits["train"], splits["val"], splits["test"],
                    task="binary-class" if n_classes == 2 else "multi-class", labels=names, size=size, source="synthetic")
+
+# %% ../nbs/01_data.ipynb #081ec078
+def phantom_segmentation(n: int = 200, size: int = 28, ndim: int = 3, seed: int = 0, n_classes: int = 2) -> dict:
+    "Phantoms with their voxel masks, for dense prediction: `x` uint8 (n, 1, *S), `mask` long (n, *S) with 0 background, 1 organ, 2 lesion, and `y` (n,) the lesion class."
+    if ndim not in (2, 3): raise MedSSLError(f"ndim must be 2 or 3, got {ndim}.")
+    if n < 1 or size < 8: raise MedSSLError(f"Need n >= 1 and size >= 8, got n={n}, size={size}.")
+    gen = torch.Generator().manual_seed(seed)
+    y = _draw_labels(n, _class_probs(n_classes, 1.0), gen) if n >= n_classes else torch.zeros(n, dtype=torch.long)
+    xs, ms = [], []
+    for i in range(0, n, 32):
+        img, m = _phantoms(y[i:i + 32], size, ndim, gen, return_masks=True); xs.append(img); ms.append(m)
+    return {"x": (torch.cat(xs) * 255).round().to(torch.uint8), "mask": torch.cat(ms), "y": y}
 
 # %% ../nbs/01_data.ipynb #a77586a2
 class SyntheticFallbackWarning(UserWarning):

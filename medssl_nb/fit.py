@@ -84,7 +84,7 @@ class CheckpointMismatchError(MedSSLError):
 
 @dataclass
 class FitResult:
-    "What `fit` returns: the trained method and one history row per epoch."
+    "What `fit` returns: the trained method and one history row per epoch (loss, emb_std, timing, and the epoch mean of every other scalar the method's `loss` returns)."
     method: SSLMethod
     history: list = field(default_factory=list)
     resumed_from: int | None = None
@@ -157,11 +157,14 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
             method.on_step_end(step, total); step += 1
             std = embedding_std(out["emb"])
             sums["loss"] += loss.item(); sums["emb_std"] += std; n_seen += len(xb)
+            for k, v in out.items():   # every other scalar the loss reports (its terms, a teacher's entropy): epoch means in the history
+                if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v)
             bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", emb_std=f"{std:.3f}")
         emb_dim = out["emb"].flatten(1).shape[1]
         row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch, "emb_dim": emb_dim,
                "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
-               "images_per_s": n_seen * world / (time.perf_counter() - t0)}
+               "images_per_s": n_seen * world / (time.perf_counter() - t0),
+               **{k: v / steps_per_epoch for k, v in sums.items() if k not in ("loss", "emb_std")}}
         history.append(row)
         floor = collapse_floor(emb_dim)
         if row["emb_std"] < floor and not warned_collapse:

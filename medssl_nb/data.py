@@ -280,7 +280,7 @@ def synthetic(ndim: int = 2, n_train: int = 600, n_val: int = 100, n_test: int =
     return MedData(f"synthetic{ndim}d", splits["train"], splits["val"], splits["test"],
                    task="binary-class" if n_classes == 2 else "multi-class", labels=names, size=size, source="synthetic")
 
-# %% ../nbs/01_data.ipynb #081ec078
+# %% ../nbs/01_data.ipynb #cbf6170f
 def phantom_segmentation(n: int = 200, size: int = 28, ndim: int = 3, seed: int = 0, n_classes: int = 2) -> dict:
     "Phantoms with their voxel masks, for dense prediction: `x` uint8 (n, 1, *S), `mask` long (n, *S) with 0 background, 1 organ, 2 lesion, and `y` (n,) the lesion class."
     if ndim not in (2, 3): raise MedSSLError(f"ndim must be 2 or 3, got {ndim}.")

@@ -142,6 +142,7 @@ class DINO3D(SSLMethod):
     "3DINO-style self-distillation (DINOv2 recipe in 3D): 3D multi-crop, DINO loss on [CLS], iBOT loss on masked patch tokens, KoLeo on [CLS]; EMA teacher with centring."
     name = "dino3d"
     default_backbone = "vit"
+    data_ndim = 3          # works on volumes only (generic tests and the CLI build a 3D encoder for it)
     def __init__(self, encoder: nn.Module, hidden: int = 256, bottleneck: int = 64, n_prototypes: int = 512, patch_prototypes: int = 512,
                  crops: VolumeCropConfig | None = None, mask_ratio: tuple = (0.1, 0.5), mask_p: float = 0.5,
                  student_temp: float = 0.1, teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04, warmup_frac: float = 0.3,
@@ -236,6 +237,7 @@ class SlicePosition(SSLMethod):
     "Relative slab position (after Zhang, Wang & Zheng, ISBI 2017): regress where a slab of consecutive slices sits along the slice axis, in [0, 1]."
     name = "sliceposition"
     default_backbone = "resnet"
+    data_ndim = 3
     def __init__(self, encoder: nn.Module, thickness: int | None = None, head_hidden: int = 256, flip: float = 0.5):
         super().__init__(require_3d(encoder, "SlicePosition"))
         patch = getattr(encoder, "patch", None)

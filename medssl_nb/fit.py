@@ -158,7 +158,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
             std = embedding_std(out["emb"])
             sums["loss"] += loss.item(); sums["emb_std"] += std; n_seen += len(xb)
             for k, v in out.items():   # every other scalar the loss reports (its terms, a teacher's entropy): epoch means in the history
-                if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v)
+                if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v.detach())
             bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", emb_std=f"{std:.3f}")
         emb_dim = out["emb"].flatten(1).shape[1]
         row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch, "emb_dim": emb_dim,

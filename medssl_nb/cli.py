@@ -19,6 +19,8 @@ from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train
 from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
 from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_label_efficiency
 from .volumetric import VolumetricConfig, PRESETS as V_PRESETS, run_volumetric, summarize_volumetric
+from .imbalance import ImbalanceConfig, PRESETS as I_PRESETS, run_imbalance
+from .ood import OODConfig, PRESETS as O_PRESETS, run_ood
 from .methods import METHODS
 
 # %% auto #0
@@ -181,6 +183,10 @@ def _study_parsers(sub):
     _config_arguments(le, LabelEfficiencyConfig, LE_PRESETS)
     vo = ss.add_parser("volumetric", help="3D: DINO3D, 3D MAE and slice position on a MedMNIST3D flag vs a supervised 3D ResNet (v2 recipe): probe, kNN, fine-tuning at 10/100 %% labels.")
     _config_arguments(vo, VolumetricConfig, V_PRESETS)
+    im = ss.add_parser("imbalance", help="Class imbalance (natural, 1:10, 1:50, 1:100) in the labelled set and the pretraining pool: SSL vs supervised, per-class recall/F1, resampling and re-weighting.")
+    _config_arguments(im, ImbalanceConfig, I_PRESETS)
+    od = ss.add_parser("ood", help="OOD detection: far OOD, a held-out class and 5 acquisition shifts at 5 severities; MSP, ODIN, energy, Mahalanobis, kNN, reconstruction.")
+    _config_arguments(od, OODConfig, O_PRESETS)
 
 def _run_study(args) -> int:
     if args.study == "label-efficiency":
@@ -195,6 +201,16 @@ def _run_study(args) -> int:
         s = summarize_volumetric(df)
         print(s[["method", "protocol", "fraction", "seeds", "auc_mean", "auc_ci95", "acc_mean"]].round(3).to_string(index=False))
         print(f"{len(df)} result rows in {Path(cfg.out) / 'volumetric.csv'}; summary, figure and provenance beside it.")
+    elif args.study == "imbalance":
+        cfg = _config_from(args, I_PRESETS)
+        df, prov = run_imbalance(cfg)
+        print((Path(cfg.out) / "imbalance_claims.md").read_text())
+        print(f"{len(df)} result rows in {Path(cfg.out) / 'imbalance.csv'}; summary, paired differences, claims, figures and provenance beside it.")
+    elif args.study == "ood":
+        cfg = _config_from(args, O_PRESETS)
+        df, prov = run_ood(cfg)
+        print(pd.read_csv(Path(cfg.out) / "ood_best_worst.csv").round(3).to_string(index=False))
+        print(f"{len(df)} result rows in {Path(cfg.out) / 'ood.csv'}; summary, best/worst, heatmap, histograms and provenance beside it.")
     return 0
 
 def _parser() -> argparse.ArgumentParser:

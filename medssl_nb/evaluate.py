@@ -20,8 +20,8 @@ from .views import prepare
 from .data import Split
 
 # %% auto #0
-__all__ = ['TASKS', 'medmnist_metrics', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'predict_scores',
-           'train_supervised', 'fine_tune', 'mean_ci', 'paired_diff']
+__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'class_balance',
+           'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci', 'paired_diff']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -65,8 +65,10 @@ def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512, precision:
 def _onehot_labels(y):
     y = np.asarray(y); return y.reshape(len(y), -1)
 
-def linear_probe(f_train, y_train, f_test, task: str, f_val=None, y_val=None, Cs=(0.01, 0.1, 1.0, 10.0), max_iter: int = 2000):
-    "Fit a logistic-regression probe on frozen features; pick `C` on validation AUC when a validation set is given. Returns (test scores, chosen C)."
+def linear_probe(f_train, y_train, f_test, task: str, f_val=None, y_val=None, Cs=(0.01, 0.1, 1.0, 10.0), max_iter: int = 2000,
+                 class_weight: str | None = None):
+    "Fit a logistic-regression probe on frozen features; pick `C` on validation AUC when a validation set is given; `class_weight='balanced'` re-weights the loss by inverse class frequency. Returns (test scores, chosen C)."
+    if class_weight not in (None, "balanced"): raise MedSSLError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
     y_train = _onehot_labels(y_train)
     sc = StandardScaler().fit(f_train); tr, te = sc.transform(f_train), sc.transform(f_test)
     multilabel = task.startswith("multi-label")
@@ -75,9 +77,9 @@ def linear_probe(f_train, y_train, f_test, task: str, f_val=None, y_val=None, Cs
         raise MedSSLError("The probe's training labels hold a single class; use a larger label fraction.")
     def fit_predict(C, X):
         if multilabel:
-            return np.stack([LogisticRegression(C=C, max_iter=max_iter).fit(tr, y_train[:, j]).predict_proba(X)[:, 1]
+            return np.stack([LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight).fit(tr, y_train[:, j]).predict_proba(X)[:, 1]
                              if len(np.unique(y_train[:, j])) > 1 else np.full(len(X), float(y_train[0, j])) for j in range(n_cls)], 1)
-        clf = LogisticRegression(C=C, max_iter=max_iter).fit(tr, y_train[:, 0])
+        clf = LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight).fit(tr, y_train[:, 0])
         p = np.zeros((len(X), int(max(y_train.max(), (y_val.max() if y_val is not None else 0))) + 1))
         p[:, clf.classes_] = clf.predict_proba(X)
         return p
@@ -113,6 +115,24 @@ class Classifier(nn.Module):
         super().__init__(); self.encoder, self.fc = encoder, nn.Linear(encoder.feat_dim, n_out)
     def forward(self, x): return self.fc(self.encoder(x))
 
+BALANCE = ("none", "resample", "reweight")
+def class_balance(y: torch.Tensor, n_classes: int, multilabel: bool, balance: str = "none", device=None):
+    "The loss and per-example sampling weights (None: uniform, without replacement) for `balance` (see `train_supervised`)."
+    y = torch.as_tensor(y)
+    if multilabel:
+        if balance == "resample": raise MedSSLError("balance='resample' is for single-label tasks; use 'reweight' for multi-label sets.")
+        if balance == "reweight":
+            pos = y.float().sum(0); pw = (len(y) - pos) / pos.clamp(min=1)
+            return nn.BCEWithLogitsLoss(pos_weight=pw.to(device)), None
+        return nn.BCEWithLogitsLoss(), None
+    counts = torch.bincount(y.reshape(len(y), -1)[:, 0].long(), minlength=n_classes).float()
+    if balance == "reweight":
+        w = torch.where(counts > 0, len(y) / (int((counts > 0).sum()) * counts.clamp(min=1)), torch.zeros_like(counts))
+        return nn.CrossEntropyLoss(weight=w.to(device)), None
+    if balance == "resample":
+        return nn.CrossEntropyLoss(), (1.0 / counts.clamp(min=1))[y.reshape(len(y), -1)[:, 0].long()]
+    return nn.CrossEntropyLoss(), None
+
 @torch.no_grad()
 def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int = 512, precision: str = "auto") -> np.ndarray:
     "Probabilities of a classifier on uint8 images: softmax, or sigmoid for multi-label."
@@ -125,9 +145,12 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
 
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     device=None, encoder_lr: float | None = None) -> tuple[Classifier, list]:
-    "Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`); return the model of best validation AUC and the history."
+                     device=None, encoder_lr: float | None = None, balance: str = "none") -> tuple[Classifier, list]:
+    """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`); return the model of best validation AUC and the history.
+    `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
+    appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives)."""
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
+    if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
     device = torch.device(device) if device else default_device()
     torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
@@ -138,12 +161,13 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     opt = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": lr if encoder_lr is None else encoder_lr},
                             {"params": model.fc.parameters(), "lr": lr}])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)
-    crit = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
+    crit, draw_w = class_balance(train.y, n_classes, multilabel, balance, device)
     g = torch.Generator().manual_seed(seed)
     best_auc, best_state, hist = -1.0, None, []
     bs = min(batch_size, len(train))
     for ep in tqdm(range(epochs), desc="supervised", disable=not progress, leave=False):
-        model.train(); perm = torch.randperm(len(train), generator=g); tot = 0.0
+        model.train(); tot = 0.0
+        perm = torch.randperm(len(train), generator=g) if draw_w is None else torch.multinomial(draw_w, len(train), replacement=True, generator=g)
         for i in range(0, len(train) - bs + 1, bs):  # drop the ragged last batch (BatchNorm needs > 1 example)
             idx = perm[i:i + bs]
             xb, yb = prepare(train.x[idx].to(device)), train.y[idx].to(device)

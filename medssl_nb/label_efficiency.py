@@ -138,8 +138,9 @@ def data_with_channels(d: MedData, c: int) -> MedData:
     return replace(d, train=sp["train"], val=sp["val"], test=sp["test"])
 
 # %% ../nbs/20_label_efficiency.ipynb #6b788d54
-def pretrain_encoder(cfg: LabelEfficiencyConfig, method: str, images: torch.Tensor, seed: int, tag: str) -> tuple[nn.Module, dict]:
-    "Pretrain `method` on uint8 `images` for the config's step (or epoch) budget; resumable through `fit`'s checkpoints under `tag`."
+def pretrain_encoder(cfg: LabelEfficiencyConfig, method: str, images: torch.Tensor, seed: int, tag: str,
+                     return_method: bool = False) -> tuple[nn.Module, dict]:
+    "Pretrain `method` on uint8 `images` for the config's step (or epoch) budget; resumable through `fit`'s checkpoints under `tag`. Returns the encoder (the whole method with `return_method`) and what the run cost."
     n = len(images); spe = max(1, n // min(cfg.batch_size, n))
     epochs = cfg.pretrain_epochs or max(1, math.ceil(cfg.pretrain_steps / spe))
     set_seed(seed)
@@ -148,7 +149,7 @@ def pretrain_encoder(cfg: LabelEfficiencyConfig, method: str, images: torch.Tens
                      progress=False)
     res = fit(build_method(method, cfg.encoder(images.shape[1], method)), images, fcfg)
     h = res.history[-1]
-    return res.method.encoder, {"pretrain_images": n, "pretrain_epochs": epochs, "pretrain_steps": epochs * spe,
+    return res.method if return_method else res.method.encoder, {"pretrain_images": n, "pretrain_epochs": epochs, "pretrain_steps": epochs * spe,
                                 "pretrain_seconds": round(sum(e["seconds"] for e in res.history), 1), "final_ssl_loss": h["loss"],
                                 "final_emb_std": h["emb_std"], "collapsed": bool(h["emb_std"] < collapse_floor(h["emb_dim"]))}
 

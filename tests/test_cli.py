@@ -88,7 +88,8 @@ def test_study_label_efficiency_cli_runs_and_refuses_bad_input(tmp_path, capsys)
     assert not (tmp_path / "bad" / "label_efficiency.csv").exists()
 
 @pytest.mark.parametrize("argv", [["--help"], ["quickstart", "--help"], ["pretrain", "--help"], ["compare", "--help"], ["study", "--help"],
-                                  ["study", "label-efficiency", "--help"], ["study", "volumetric", "--help"]])
+                                  ["study", "label-efficiency", "--help"], ["study", "volumetric", "--help"],
+                                  ["study", "imbalance", "--help"], ["study", "ood", "--help"]])
 def test_every_help_text_renders(argv, capsys):
     "argparse %-formats help strings: a bare '%' once printed a dict into the help; every page must render cleanly."
     with pytest.raises(SystemExit) as e: main(argv)
@@ -112,3 +113,35 @@ def test_study_volumetric_cli_runs_and_refuses_bad_input(tmp_path, capsys):
         assert main(["study", "volumetric", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "bad" / "volumetric.csv").exists()
+
+def test_study_imbalance_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "The imbalance study from the command line on a BreastMNIST-shaped stand-in, then bad input that writes nothing."
+    out = tmp_path / "imb"
+    args = ["study", "imbalance", "--synthetic", "--synthetic-n", "120", "--datasets", "breastmnist", "--methods", "simclr", "--seeds", "0", "1",
+            "--label-ratios", "1", "10", "--pool-ratios", "10", "--pretrain-steps", "2", "--sup-epochs", "1", "--ft-epochs", "1", "--width", "4",
+            "--batch-size", "16", "--sup-batch", "16", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    df = pd.read_csv(out / "imbalance.csv")
+    assert set(df.strategy) == {"none", "resample", "reweight"} and set(df.label_ratio) == {1.0, 10.0} and set(df.seed) == {0, 1}
+    assert "Zhang et al." in capsys.readouterr().out and (out / "imbalance_breastmnist.png").exists()
+    for bad, msg in ((["--datasets", "chestmnist"], "multi-label"), (["--label-ratios", "0.5"], "must be >= 1"),
+                     (["--strategies", "smote"], "Unknown strategies"), (["--methods", "simclrr"], "Unknown method")):
+        assert main(["study", "imbalance", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad" / "imbalance.csv").exists()
+
+def test_study_ood_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "The OOD study from the command line on stand-ins (far OOD and one shift, no held-out class), then bad input that writes nothing."
+    out = tmp_path / "ood"
+    args = ["study", "ood", "--synthetic", "--synthetic-n", "64", "--methods", "simclr", "--finetune-methods", "simclr", "--heldout-dataset", "",
+            "--shifts", "blur", "--seeds", "0", "--pretrain-steps", "2", "--sup-epochs", "1", "--ft-epochs", "1", "--width", "4",
+            "--batch-size", "16", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    df = pd.read_csv(out / "ood.csv")
+    assert set(df.setup_kind) == {"far", "shift"} and df.auroc.between(0, 1).all() and {"MSP", "ODIN", "energy", "kNN"} <= set(df.detector)
+    assert (out / "ood_shift_heatmap.png").exists() and (out / "ood_best_worst.csv").exists()
+    for bad, msg in ((["--dataset", "adrenalmnist3d"], "2D single-label"), (["--shifts", "rain"], "Unknown shifts"),
+                     (["--heldout-class", "9"], "heldout_class"), (["--far-flags", "breastmnist"], "ID set")):
+        assert main(["study", "ood", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad" / "ood.csv").exists()

@@ -102,7 +102,7 @@ class ImbalanceConfig(StudyBudget):
     datasets: tuple = ("breastmnist",)
     methods: tuple = I_METHODS
     label_ratios: tuple = (1.0, 10.0, 50.0, 100.0)   # majority:minority of the labelled set; 1 = natural
-    pool_ratios: tuple = (10.0, 100.0)               # of the unlabelled pretraining pool (the natural pool is always run)
+    pool_ratios: tuple = (100.0,)                    # of the unlabelled pretraining pool (the natural pool is always run)
     strategies: tuple = BALANCE                      # none, resample, reweight (fine-tuning and supervised training)
     seeds: tuple = (0, 1, 2, 3, 4)
     min_minority: int = 3
@@ -132,7 +132,7 @@ class ImbalanceConfig(StudyBudget):
         return self
 
 PRESETS = {"cpu": ImbalanceConfig(),
-           "full": ImbalanceConfig(datasets=("breastmnist", "pneumoniamnist", "retinamnist"), pretrain_steps=1200)}
+           "full": ImbalanceConfig(datasets=("breastmnist", "pneumoniamnist", "retinamnist"), pool_ratios=(10.0, 100.0), pretrain_steps=1200)}
 
 # %% ../nbs/22_imbalance.ipynb #fb6f301a
 def _score(model_or_scores, d: MedData, precision: str) -> dict:

@@ -360,8 +360,8 @@ def run_ood(cfg: OODConfig) -> tuple[pd.DataFrame, dict]:
 O_KEYS = ["id_dataset", "setup_kind", "setup", "shift", "severity", "model", "detector"]
 def summarize_ood(df: pd.DataFrame) -> pd.DataFrame:
     "Mean and 95 % t-interval over seeds of AUROC, AUPR-in, AUPR-out and FPR95 per setup, model and detector."
-    out = []
-    for key, g in df.groupby(O_KEYS, sort=False):
+    out, df = [], df.assign(shift=df["shift"].fillna(""))     # a CSV read back turns the far setups' empty shift into NaN
+    for key, g in df.groupby(O_KEYS, sort=False, dropna=False):
         r = dict(zip(O_KEYS, key)) | {"seeds": len(g), "n_in": int(g.n_in.median()), "n_out": int(g.n_out.median())}
         for m in ("auroc", "aupr_in", "aupr_out", "fpr95"):
             s = mean_ci(g[m]); r |= {f"{m}_mean": s["mean"], f"{m}_ci95": s["ci"]}
@@ -369,11 +369,12 @@ def summarize_ood(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 def best_worst(summary: pd.DataFrame, shifts_at: int = 5) -> pd.DataFrame:
-    "The best and the worst (model, detector) by mean AUROC for each far and held-out setup, and for each shift at severity `shifts_at`."
+    "The best and the worst (model, detector) by mean AUROC for each far and held-out setup, and for each shift at severity `shifts_at`; `n_tied_best` counts the pairs within 0.005 of the best."
     s = summary[(summary.setup_kind != "shift") | (summary.severity == shifts_at)]; rows = []
     for setup, g in s.groupby("setup", sort=False):
         b, w = g.loc[g.auroc_mean.idxmax()], g.loc[g.auroc_mean.idxmin()]
         rows.append({"setup": setup, "best": f"{b.model}: {b.detector}", "best_auroc": b.auroc_mean, "best_ci95": b.auroc_ci95, "best_fpr95": b.fpr95_mean,
+                     "n_tied_best": int((g.auroc_mean >= b.auroc_mean - 0.005).sum()), "n_pairs": len(g),
                      "worst": f"{w.model}: {w.detector}", "worst_auroc": w.auroc_mean, "worst_ci95": w.auroc_ci95, "worst_fpr95": w.fpr95_mean})
     return pd.DataFrame(rows)
 

@@ -170,7 +170,7 @@ def supervised_imbalance_rows(cfg, d, seed, precision, device) -> list[dict]:
 
 def ssl_imbalance_rows(cfg, enc, d, seed, precision, device, ratios=None, strategies=None) -> list[dict]:
     "A pretrained encoder fine-tuned and linear-probed on each allowed labelled ratio (or `ratios`) under each strategy (or `strategies`)."
-    rows = []; feats = embed_splits(enc, d, precision) if "linear probe" in I_PROTOCOLS else None
+    rows = []; feats = embed_splits(enc, d, precision)
     sets = labelled_sets(cfg, d, seed) if ratios is None else [(r, i) for r, i in labelled_sets(cfg, d, seed) if r in ratios]
     for ratio, idx in sets:
         mm = _minmaj(class_counts(d.train.y[idx], d.n_classes)); ytr = d.train.y.numpy()[idx]
@@ -317,6 +317,7 @@ def plot_imbalance(summary: pd.DataFrame, flag: str | None = None, protocol: str
     methods = ["supervised"] + [m for m in s.method.unique() if m != "supervised"]
     ratios = sorted(s.label_ratio.unique()); strategies = [st for st in BALANCE if st in set(s.strategy)]
     fig, axes = plt.subplots(2, max(2, len(strategies)), figsize=(4.3 * max(2, len(strategies)), 6.6), squeeze=False)
+    n_cls = sum(c.startswith("recall_c") and c.endswith("_mean") for c in s.columns)
     w = 0.8 / len(methods); x = np.arange(len(ratios)); colors = dict(zip(methods, ["0.35"] + list(plt.cm.tab10.colors)))
     for j, side in enumerate(("minority", "majority")):
         ax = axes[0, j]
@@ -336,7 +337,7 @@ def plot_imbalance(summary: pd.DataFrame, flag: str | None = None, protocol: str
             ax.errorbar(x, g.balanced_acc_mean, yerr=g.balanced_acc_ci95.fillna(0), marker="o", capsize=2, color=colors[m], label=m)
         ax.set_xticks(x); ax.set_xticklabels(["natural" if r == 1 else f"1:{r:g}" for r in ratios])
         ax.set_xlabel("labelled set, majority:minority"); ax.set_ylabel("test balanced accuracy"); ax.set_title(f"strategy: {st}", fontsize=9)
-        ax.axhline(0.5 if s.n_train.max() else 0, color="k", lw=.5, ls=":"); ax.grid(alpha=.3)
+        ax.axhline(1 / n_cls, color="k", lw=.5, ls=":"); ax.grid(alpha=.3)   # chance level
     for j in range(len(strategies), axes.shape[1]): axes[1, j].axis("off")
     src = s.source.iloc[0]
     fig.suptitle(f"{flag or summary.dataset_flag.iloc[0]}{'' if src == 'medmnist' else ' (SYNTHETIC stand-in)'}: class imbalance in the labelled set, mean ± 95 % CI over seeds", fontsize=10)

@@ -21,6 +21,8 @@ from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_
 from .volumetric import VolumetricConfig, PRESETS as V_PRESETS, run_volumetric, summarize_volumetric
 from .imbalance import ImbalanceConfig, PRESETS as I_PRESETS, run_imbalance
 from .ood import OODConfig, PRESETS as O_PRESETS, run_ood
+from .scaling import ScalingConfig, GRIDS as S_GRIDS, run_scaling
+from .compute import ComputeConfig, PRESETS as C_PRESETS, run_compute
 from .methods import METHODS
 
 # %% auto #0
@@ -187,6 +189,10 @@ def _study_parsers(sub):
     _config_arguments(im, ImbalanceConfig, I_PRESETS)
     od = ss.add_parser("ood", help="OOD detection: far OOD, a held-out class and 5 acquisition shifts at 5 severities; MSP, ODIN, energy, Mahalanobis, kNN, reconstruction.")
     _config_arguments(od, OODConfig, O_PRESETS)
+    sc = ss.add_parser("scaling", help="A named grid (--preset cpu|gpu) of pretraining-set sizes x model sizes for SimCLR and MAE: linear-probe AUC per dataset, power-law fits, dataset characteristics.")
+    _config_arguments(sc, ScalingConfig, S_GRIDS)
+    co = ss.add_parser("compute", help="Per method at a fixed backbone and dataset: throughput, epoch time, peak memory, FLOP/s against the matmul peak, cost-to-quality frontier; batch size and bf16 vs fp32.")
+    _config_arguments(co, ComputeConfig, C_PRESETS)
 
 def _run_study(args) -> int:
     if args.study == "label-efficiency":
@@ -211,6 +217,17 @@ def _run_study(args) -> int:
         df, prov = run_ood(cfg)
         print(pd.read_csv(Path(cfg.out) / "ood_best_worst.csv").round(3).to_string(index=False))
         print(f"{len(df)} result rows in {Path(cfg.out) / 'ood.csv'}; summary, best/worst, heatmap, histograms and provenance beside it.")
+    elif args.study == "scaling":
+        cfg = _config_from(args, S_GRIDS)
+        df, prov = run_scaling(cfg)
+        fits = pd.read_csv(Path(cfg.out) / "scaling_fits.csv")
+        print(fits[fits.headline & (fits.metric == "auc")][["method", "dataset_flag", "axis", "fixed", "k", "k_lo", "k_hi", "r2"]].round(4).to_string(index=False))
+        print(f"{len(df)} result rows in {Path(cfg.out) / 'scaling.csv'}; fits, characteristics, correlations, figures and provenance beside it.")
+    elif args.study == "compute":
+        cfg = _config_from(args, C_PRESETS)
+        df, prov = run_compute(cfg)
+        print(pd.read_csv(Path(cfg.out) / "compute_time_to_quality.csv").round(3).to_string(index=False))
+        print(f"{len(df)} result rows in {Path(cfg.out) / 'compute.csv'}; throughput, frontier, sweep, figure and provenance beside it.")
     return 0
 
 def _parser() -> argparse.ArgumentParser:

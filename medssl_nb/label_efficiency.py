@@ -139,12 +139,13 @@ def data_with_channels(d: MedData, c: int) -> MedData:
 
 # %% ../nbs/20_label_efficiency.ipynb #6b788d54
 def pretrain_encoder(cfg: LabelEfficiencyConfig, method: str, images: torch.Tensor, seed: int, tag: str,
-                     return_method: bool = False) -> tuple[nn.Module, dict]:
-    "Pretrain `method` on uint8 `images` for the config's step (or epoch) budget; resumable through `fit`'s checkpoints under `tag`. Returns the encoder (the whole method with `return_method`) and what the run cost."
+                     return_method: bool = False, warmup_steps: int | None = None) -> tuple[nn.Module, dict]:
+    "Pretrain `method` on uint8 `images` for the config's step (or epoch) budget; resumable through `fit`'s checkpoints under `tag`. Returns the encoder (the whole method with `return_method`) and what the run cost. The learning-rate warmup is max(1, epochs/20) epochs unless `warmup_steps` is given."
     n = len(images); spe = max(1, n // min(cfg.batch_size, n))
     epochs = cfg.pretrain_epochs or max(1, math.ceil(cfg.pretrain_steps / spe))
     set_seed(seed)
-    fcfg = FitConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=max(1.0, epochs / 20), precision=cfg.precision,
+    warmup = max(1.0, epochs / 20) if warmup_steps is None else warmup_steps / spe
+    fcfg = FitConfig(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=warmup, precision=cfg.precision,
                      seed=seed, ckpt_dir=str(Path(cfg.out) / "label_efficiency_checkpoints" / tag), ckpt_every=max(1, epochs // 10),
                      progress=False)
     res = fit(build_method(method, cfg.encoder(images.shape[1], method)), images, fcfg)

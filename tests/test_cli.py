@@ -89,7 +89,8 @@ def test_study_label_efficiency_cli_runs_and_refuses_bad_input(tmp_path, capsys)
 
 @pytest.mark.parametrize("argv", [["--help"], ["quickstart", "--help"], ["pretrain", "--help"], ["compare", "--help"], ["study", "--help"],
                                   ["study", "label-efficiency", "--help"], ["study", "volumetric", "--help"],
-                                  ["study", "imbalance", "--help"], ["study", "ood", "--help"]])
+                                  ["study", "imbalance", "--help"], ["study", "ood", "--help"], ["study", "scaling", "--help"],
+                                  ["study", "compute", "--help"]])
 def test_every_help_text_renders(argv, capsys):
     "argparse %-formats help strings: a bare '%' once printed a dict into the help; every page must render cleanly."
     with pytest.raises(SystemExit) as e: main(argv)
@@ -145,3 +146,35 @@ def test_study_ood_cli_runs_and_refuses_bad_input(tmp_path, capsys):
         assert main(["study", "ood", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "bad" / "ood.csv").exists()
+
+def test_study_scaling_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "A 3 x 3 scaling grid from the command line on stand-ins, then bad input (3D set, repeated size, ViT width, a grid larger than the pool) that writes nothing."
+    out = tmp_path / "sc"
+    args = ["study", "scaling", "--synthetic", "--synthetic-n", "80", "--datasets", "breastmnist", "--methods", "simclr", "--data-sizes", "20", "40", "80",
+            "--resnet-widths", "2", "4", "8", "--pretrain-steps", "1", "--batch-size", "16", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    df = pd.read_csv(out / "scaling.csv"); fits = pd.read_csv(out / "scaling_fits.csv")
+    assert len(df) == 3 + 9 and set(df.data_size) == {0, 20, 40, 80} and set(fits.axis) == {"model", "data"}
+    assert "resnet10-w8" in capsys.readouterr().out and (out / "scaling.png").exists()
+    for bad, msg in ((["--datasets", "adrenalmnist3d"], "3D set"), (["--data-sizes", "20", "20"], "distinct"),
+                     (["--methods", "mae", "--vit-dims", "40"], "multiples of vit_head_dim"), (["--datasets", "breastmnist", "--data-sizes", "20", "100000"], "exceeds the pool"),
+                     (["--methods", "simclrr"], "Unknown method")):
+        assert main(["study", "scaling", "--synthetic", "--synthetic-n", "60", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad").exists()
+
+def test_study_compute_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "The compute study from the command line on a stand-in at tiny settings, then bad input that writes nothing."
+    out = tmp_path / "co"
+    args = ["study", "compute", "--synthetic", "--synthetic-n", "64", "--methods", "simclr", "rotation", "--sweep-methods", "simclr", "--width", "4",
+            "--batch-size", "16", "--timed-steps", "1", "--repeats", "1", "--warmup-steps", "0", "--frontier-epochs", "1", "--batch-sizes", "8",
+            "--precisions", "fp32", "--matmul-n", "128", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    df = pd.read_csv(out / "compute.csv")
+    assert set(df.part) == {"throughput", "frontier", "sweep"} and set(df.method) == {"simclr", "rotation"} and (df.status == "ok").all()
+    assert (df[df.part == "throughput"].images_per_s > 0).all() and (out / "compute.png").exists()
+    for bad, msg in ((["--dataset", "adrenalmnist3d"], "3D"), (["--precisions", "fp16"], "precisions"),
+                     (["--methods", "simclrr"], "Unknown method"), (["--timed-steps", "0"], ">= 1")):
+        assert main(["study", "compute", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad").exists()

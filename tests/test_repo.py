@@ -28,3 +28,10 @@ def test_layout_and_requirements():
         assert m.group(1) != "==" or m.group(2).startswith(("2.", "0.")), m.group(0)
     dev = cfg["DEFAULT"]["dev_requirements"]
     for pkg in ("nbdev==2.4.14", "fastcore", "execnb", "jupyterlab", "pytest"): assert pkg in dev
+
+def test_readme_is_the_index_notebook():
+    "nbs/index.ipynb is the docs' front page and README its plain-text copy (Quarto, which nbdev_readme needs, is missing here): the two must say the same."
+    import json
+    cells = json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"]
+    index = "\n".join("".join(c["source"]).rstrip("\n") + "\n" for c in cells if c["cell_type"] == "markdown")
+    assert index == (ROOT / "README.md").read_text(), "README.md and nbs/index.ipynb differ: edit one and copy it into the other (one markdown cell per '## ' section)"

@@ -4,7 +4,7 @@
 
 # %% ../nbs/25_compute.ipynb #e6f585f5
 from __future__ import annotations
-import json, math, os, threading, time
+import json, math, os, shutil, threading, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
@@ -187,8 +187,10 @@ def frontier_rows(cfg: ComputeConfig, d: MedData, method: str, flops_per_step: f
     m, why = _applicable(cfg, method, d.train.x)
     if m is None: return [{"part": "frontier", "method": method, "status": "not applicable", "note": why}]
     precision = resolve_precision("auto", device); E = cfg.frontier_epochs[-1]
+    ckpt = Path(cfg.out) / "compute_checkpoints" / method
+    shutil.rmtree(ckpt, ignore_errors=True)   # a unit not in the CSV starts afresh: a later checkpoint would skip the early snapshots
     fcfg = FitConfig(epochs=E, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=1.0, precision="auto", seed=cfg.seed,
-                     ckpt_dir=str(Path(cfg.out) / "compute_checkpoints" / method), progress=False)
+                     ckpt_dir=str(ckpt), progress=False)
     rows, done, ytr = [], 0, d.train.y.numpy()
     for e in cfg.frontier_epochs:
         res = fit(m, d.train.x, fcfg, stop_after_epochs=e - done); m, done = res.method, e

@@ -21,8 +21,8 @@ from .label_efficiency import LabelEfficiencyConfig, load_study_data, pretrain_e
 
 # %% auto #0
 __all__ = ['S_METHODS', 'GRIDS', 'fit_power_law', 'davies_bouldin', 'gzip_ratio', 'dataset_characteristics', 'ScalingConfig',
-           'scaling_units', 'probe_rows', 'run_scaling', 'scaling_cells', 'scaling_fits', 'slope_correlations',
-           'plot_scaling', 'plot_slopes', 'write_scaling']
+           'scaling_units', 'probe_rows', 'run_scaling', 'scaling_cells', 'scaling_fits', 'exact_correlation_p',
+           'slope_correlations', 'plot_scaling', 'plot_slopes', 'write_scaling']
 
 # %% ../nbs/24_scaling.ipynb #f00b8714
 def fit_power_law(x, y, level: float = 0.95) -> dict:
@@ -242,20 +242,40 @@ def scaling_fits(df: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
     cols = ["method", "dataset_flag", "axis", "metric", "fixed", "fixed_value", "headline", "x_min", "x_max", "a", "k", "k_lo", "k_hi", "k_ci95", "r2", "n"]
     return pd.DataFrame(rows, columns=cols)
 
+def exact_correlation_p(x, y, kind: str = "spearman") -> tuple[float, float]:
+    "Correlation of x and y (Spearman's rho or Pearson's r) and its exact two-sided permutation p-value (all n! orderings; n <= 8). On 3 points a perfect correlation has p = 1/3, where the t-approximation would say 0."
+    import itertools
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) != len(y) or not 3 <= len(x) <= 8: raise MedSSLError(f"exact_correlation_p needs 3 to 8 paired values, got {len(x)} and {len(y)}.")
+    if kind == "spearman": x, y = stats.rankdata(x), stats.rankdata(y)
+    elif kind != "pearson": raise MedSSLError(f"kind must be 'spearman' or 'pearson', got {kind!r}.")
+    r = lambda a, b: float(np.corrcoef(a, b)[0, 1])
+    obs = r(x, y); perms = [r(x, y[list(p)]) for p in itertools.permutations(range(len(y)))]
+    return obs, float(np.mean([abs(v) >= abs(obs) - 1e-12 for v in perms]))
+
 def slope_correlations(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
-    "Spearman and Pearson correlation across datasets between each headline exponent (method x axis) and each dataset characteristic."
+    "Spearman and Pearson correlation across datasets between each headline exponent (method x axis) and each dataset characteristic, with exact permutation p-values (up to 8 datasets; the t-approximation beyond)."
     h = fits[fits.headline & (fits.metric == metric)].merge(chars, on="dataset_flag"); rows = []
     for (method, axis), g in h.groupby(["method", "axis"]):
         for c in ("davies_bouldin", "gzip_ratio", "n_classes", "n_train"):
             r = {"method": method, "axis": axis, "characteristic": c, "n_datasets": len(g), "spearman_rho": float("nan"),
                  "spearman_p": float("nan"), "pearson_r": float("nan"), "pearson_p": float("nan")}
             if len(g) >= 3 and g[c].nunique() > 1 and g.k.nunique() > 1:
-                sr, pr = stats.spearmanr(g[c], g.k), stats.pearsonr(g[c], g.k)
-                r |= {"spearman_rho": float(sr.statistic), "spearman_p": float(sr.pvalue), "pearson_r": float(pr.statistic), "pearson_p": float(pr.pvalue)}
+                if len(g) <= 8: (sr, sp), (pr, pp) = exact_correlation_p(g[c], g.k, "spearman"), exact_correlation_p(g[c], g.k, "pearson")
+                else: (sr, sp), (pr, pp) = stats.spearmanr(g[c], g.k), stats.pearsonr(g[c], g.k)
+                r |= {"spearman_rho": float(sr), "spearman_p": float(sp), "pearson_r": float(pr), "pearson_p": float(pp)}
             rows.append(r)
     return pd.DataFrame(rows)
 
 # %% ../nbs/24_scaling.ipynb #e895df43
+def _plain_log_ticks(ax, xticks=None):
+    "Log axes with plain tick labels (0.75, not 7.5x10^-1), and the grid's own x values as ticks when given."
+    from matplotlib.ticker import ScalarFormatter, NullFormatter, FuncFormatter
+    for a in (ax.yaxis,) + ((ax.xaxis,) if xticks is not None else ()):
+        a.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}")); ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2f}"))
+    if xticks is not None: ax.set_xticks(xticks); ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
 def plot_scaling(df: pd.DataFrame, fits: pd.DataFrame):
     "Rows: model axis, data axis. Columns: datasets. Markers: seed means; dashed: the headline power-law fit; grey band: random-init encoders."
     import matplotlib.pyplot as plt
@@ -282,7 +302,7 @@ def plot_scaling(df: pd.DataFrame, fits: pd.DataFrame):
                 ri = cells[cells.method.str.startswith("random-init") & (cells.dataset_flag == flag)]
                 for kind, h in ri.groupby("method"):
                     h = h.sort_values("params"); ax.plot(h.params, h.auc_mean, color="0.5", ls=":", marker="x", ms=3, label=kind)
-            ax.set_xscale("log"); ax.set_yscale("log"); ax.grid(alpha=.3, which="both")
+            ax.set_xscale("log"); ax.set_yscale("log"); ax.grid(alpha=.3, which="both"); _plain_log_ticks(ax, sorted(cells[x].unique()) if axis == "data" else None)
             ax.set_xlabel("encoder parameters" if axis == "model" else "pretraining images"); ax.set_ylabel("linear-probe test AUC (log)")
             ax.set_title(f"{flag}: {'model' if axis == 'model' else 'data'} size", fontsize=9); ax.legend(fontsize=6)
     syn = (df.source != "medmnist").any()
@@ -297,11 +317,16 @@ def plot_slopes(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "auc"):
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     keys = list(h.groupby(["method", "axis"]).groups); colors = dict(zip(keys, plt.cm.tab10.colors))
     for ax, c, lab in zip(axes, cs, labels):
-        for key, g in h.groupby(["method", "axis"]):
-            ax.errorbar(g[c], g.k, yerr=g.k_ci95.fillna(0), fmt="o", capsize=2, color=colors[key], label=f"{key[0]}, {key[1]} axis")
-            for r in g.itertuples(): ax.annotate(r.dataset_flag.replace("mnist", ""), (getattr(r, c), r.k), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        span = (h[c].max() - h[c].min()) or 1.0
+        for i, (key, g) in enumerate(h.groupby(["method", "axis"])):
+            dodge = (i - (len(keys) - 1) / 2) * 0.02              # side by side, so the intervals do not hide each other
+            xs = g[c] * (1 + dodge) if c == "n_train" else g[c] + dodge * span
+            ax.errorbar(xs, g.k, yerr=g.k_ci95.fillna(0), fmt="o", ms=4, capsize=2, color=colors[key], label=f"{key[0]}, {key[1]} axis")
         ax.axhline(0, color="k", lw=.5); ax.set_xlabel(lab); ax.set_ylabel(f"headline exponent k ({metric})"); ax.grid(alpha=.3)
         if c == "n_train": ax.set_xscale("log")
+        ds = h.drop_duplicates("dataset_flag")
+        ax.set_xticks(ds[c]); ax.set_xticklabels([f"{v:.3g}\n{f.replace('mnist', '')}" for v, f in zip(ds[c], ds.dataset_flag)], fontsize=7)
+        ax.xaxis.set_minor_formatter(__import__("matplotlib").ticker.NullFormatter())
     axes[0].legend(fontsize=6); fig.suptitle(f"Exponents beside dataset characteristics ({h.dataset_flag.nunique()} datasets: read as description, not evidence)", fontsize=10)
     fig.tight_layout(); return fig
 

@@ -63,3 +63,9 @@ def test_configs_refuse_bad_grids():
         with pytest.raises(MedSSLError): ScalingConfig(synthetic=True, **bad).validate()
     for bad in (dict(dataset="nodulemnist3d"), dict(precisions=("fp16",)), dict(frontier_epochs=(0,)), dict(methods=("nope",))):
         with pytest.raises(MedSSLError): ComputeConfig(synthetic=True, **bad).validate()
+
+def test_exact_correlation_p_counts_orderings():
+    from medssl_nb.scaling import exact_correlation_p
+    assert exact_correlation_p([1, 2, 3], [2, 4, 9]) == (1.0, 1 / 3)                   # 2 of 3! orderings are as extreme
+    r, p = exact_correlation_p([1, 2, 3, 4], [1, 3, 2, 4]); assert np.isclose(r, 0.8) and np.isclose(p, 8 / 24)
+    with pytest.raises(MedSSLError): exact_correlation_p([1, 2], [1, 2])

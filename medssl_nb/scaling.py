@@ -270,11 +270,11 @@ def slope_correlations(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "a
 # %% ../nbs/24_scaling.ipynb #e895df43
 def _plain_log_ticks(ax, xticks=None):
     "Log axes with plain tick labels (0.75, not 7.5x10^-1), and the grid's own x values as ticks when given."
-    from matplotlib.ticker import ScalarFormatter, NullFormatter, FuncFormatter
-    for a in (ax.yaxis,) + ((ax.xaxis,) if xticks is not None else ()):
-        a.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}")); ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2f}"))
-    if xticks is not None: ax.set_xticks(xticks); ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    from matplotlib.ticker import NullFormatter, NullLocator, FuncFormatter, MaxNLocator
+    ax.yaxis.set_major_locator(MaxNLocator(6)); ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    if xticks is not None:
+        ax.set_xticks(xticks); ax.xaxis.set_minor_formatter(NullFormatter()); ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
 
 def plot_scaling(df: pd.DataFrame, fits: pd.DataFrame):
     "Rows: model axis, data axis. Columns: datasets. Markers: seed means; dashed: the headline power-law fit; grey band: random-init encoders."
@@ -302,7 +302,7 @@ def plot_scaling(df: pd.DataFrame, fits: pd.DataFrame):
                 ri = cells[cells.method.str.startswith("random-init") & (cells.dataset_flag == flag)]
                 for kind, h in ri.groupby("method"):
                     h = h.sort_values("params"); ax.plot(h.params, h.auc_mean, color="0.5", ls=":", marker="x", ms=3, label=kind)
-            ax.set_xscale("log"); ax.set_yscale("log"); ax.grid(alpha=.3, which="both"); _plain_log_ticks(ax, sorted(cells[x].unique()) if axis == "data" else None)
+            ax.set_xscale("log"); ax.set_yscale("log"); ax.grid(alpha=.3, which="both"); _plain_log_ticks(ax, sorted(cells.loc[cells[x] > 0, x].unique()) if axis == "data" else None)
             ax.set_xlabel("encoder parameters" if axis == "model" else "pretraining images"); ax.set_ylabel("linear-probe test AUC (log)")
             ax.set_title(f"{flag}: {'model' if axis == 'model' else 'data'} size", fontsize=9); ax.legend(fontsize=6)
     syn = (df.source != "medmnist").any()
@@ -324,8 +324,9 @@ def plot_slopes(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "auc"):
             ax.errorbar(xs, g.k, yerr=g.k_ci95.fillna(0), fmt="o", ms=4, capsize=2, color=colors[key], label=f"{key[0]}, {key[1]} axis")
         ax.axhline(0, color="k", lw=.5); ax.set_xlabel(lab); ax.set_ylabel(f"headline exponent k ({metric})"); ax.grid(alpha=.3)
         if c == "n_train": ax.set_xscale("log")
-        ds = h.drop_duplicates("dataset_flag")
-        ax.set_xticks(ds[c]); ax.set_xticklabels([f"{v:.3g}\n{f.replace('mnist', '')}" for v, f in zip(ds[c], ds.dataset_flag)], fontsize=7)
+        ds = h.drop_duplicates("dataset_flag").groupby(c).dataset_flag.agg(lambda f: "/".join(x.replace("mnist", "") for x in f))
+        fmt = (lambda v: f"{v:,.0f}") if c in ("n_train", "n_classes") else (lambda v: f"{v:.3g}")
+        ax.set_xticks(ds.index); ax.set_xticklabels([f"{fmt(v)}\n{names}" for v, names in ds.items()], fontsize=7)
         ax.xaxis.set_minor_formatter(__import__("matplotlib").ticker.NullFormatter())
     axes[0].legend(fontsize=6); fig.suptitle(f"Exponents beside dataset characteristics ({h.dataset_flag.nunique()} datasets: read as description, not evidence)", fontsize=10)
     fig.tight_layout(); return fig

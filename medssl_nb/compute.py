@@ -265,7 +265,8 @@ def time_to_quality(frontier: pd.DataFrame, levels=None) -> pd.DataFrame:
     "For each AUC level: the fastest and slowest method (wall seconds to the first snapshot at or above it) and the methods that never reached it."
     f = frontier[(frontier.part == "frontier") & (frontier.status == "ok")]
     if levels is None:
-        best = f.groupby("method").auc.max(); levels = np.round(np.quantile(best, [0.25, 0.5, 0.75, 1.0]), 3) if len(best) else []
+        best = f.groupby("method").auc.max()   # quartiles of the methods' best AUCs, rounded down so the top level is reachable
+        levels = np.unique(np.floor(np.quantile(best, [0.25, 0.5, 0.75, 1.0]) * 1000) / 1000) if len(best) else []
     rows = []
     for lv in levels:
         first = f[f.auc >= lv].sort_values("train_seconds").groupby("method").first()

@@ -178,7 +178,7 @@ def throughput_rows(cfg: ComputeConfig, d: MedData, method: str, peaks: dict, de
     return [{"part": "throughput", "method": method, "status": "ok", "backbone": method_backbone(method), "precision": precision,
              "batch_size": cfg.batch_size, "images_per_s": float(np.median(ips)), "images_per_s_min": min(ips), "images_per_s_max": max(ips),
              "median_step_s": step, "flops_per_step": flops, "gflops_per_image": flops / cfg.batch_size / 1e9,
-             "achieved_gflops": flops / step / 1e9, "fraction_of_peak": flops / step / 1e9 / peaks[precision]["gflops"],
+             "achieved_gflops": flops / step / 1e9, "fraction_of_peak": flops / step / 1e9 / peaks[precision]["gflops"], "peak_gflops": peaks[precision]["gflops"],
              "rss_peak_mb": max(r["rss_peak_mb"] for r in reps), "rss_increase_mb": max(r["rss_increase_mb"] for r in reps),
              "gpu_peak_mb": max(r["gpu_peak_mb"] for r in reps), "params": sum(p.numel() for p in m.encoder.parameters())}]
 
@@ -217,7 +217,7 @@ def sweep_rows(cfg: ComputeConfig, d: MedData, method: str, peaks: dict, device)
             rows.append({"part": "sweep", "method": method, "status": "ok", "backbone": method_backbone(method), "precision": precision,
                          "native": bool(native), "batch_size": b, "images_per_s": r["images_per_s"], "median_step_s": r["median_step_s"],
                          "flops_per_step": flops, "achieved_gflops": flops / r["median_step_s"] / 1e9,
-                         "fraction_of_peak": flops / r["median_step_s"] / 1e9 / peaks[precision]["gflops"],
+                         "fraction_of_peak": flops / r["median_step_s"] / 1e9 / peaks[precision]["gflops"], "peak_gflops": peaks[precision]["gflops"],
                          "rss_peak_mb": r["rss_peak_mb"], "rss_increase_mb": r["rss_increase_mb"], "gpu_peak_mb": r["gpu_peak_mb"]})
     return rows
 

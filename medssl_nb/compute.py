@@ -21,8 +21,9 @@ from .pretrain import method_backbone, embed_splits, RunLog
 from .label_efficiency import LabelEfficiencyConfig, load_study_data, data_with_channels
 
 # %% auto #0
-__all__ = ['PRESETS', 'matmul_peak', 'PeakRSS', 'step_flops', 'time_steps', 'ComputeConfig', 'throughput_rows', 'frontier_rows',
-           'sweep_rows', 'run_compute', 'pareto_front', 'time_to_quality', 'plot_compute', 'write_compute']
+__all__ = ['PRESETS', 'matmul_peak', 'PeakRSS', 'step_flops', 'time_steps', 'ComputeConfig', 'training_memory', 'throughput_rows',
+           'frontier_rows', 'sweep_rows', 'run_compute', 'pareto_front', 'time_to_quality', 'plot_compute',
+           'write_compute']
 
 # %% ../nbs/25_compute.ipynb #9079a907
 def matmul_peak(precision: str = "fp32", n: int = 2048, repeats: int = 5, device=None) -> dict:
@@ -166,6 +167,26 @@ def _applicable(cfg: ComputeConfig, method: str, x: torch.Tensor):
         return cfg.build(method, x.shape[1]), ""
     except MedSSLError as e: return None, str(e).splitlines()[0]
 
+_MEMORY_CHILD = ("import json, sys, torch; from medssl_nb.compute import _training_memory_child; torch.set_num_threads(int(sys.argv[4])); "
+                 "print(json.dumps(_training_memory_child(json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]))))")
+
+def _training_memory_child(cfg: dict, method: str, batch_size: int) -> dict:
+    cfg = ComputeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+    le = LabelEfficiencyConfig(size=cfg.size, root=cfg.root, download=False, synthetic=cfg.synthetic, synthetic_n=cfg.synthetic_n)
+    x = load_study_data(cfg.dataset, le).train.x; m = cfg.build(method, x.shape[1])
+    r = time_steps(m, x, batch_size, "auto", warmup=0, steps=3, seed=cfg.seed, lr=cfg.lr, device="cpu")
+    return {"fresh_rss_before_mb": r["rss_peak_mb"] - r["rss_increase_mb"], "train_peak_rss_mb": r["rss_peak_mb"], "train_rss_increase_mb": r["rss_increase_mb"]}
+
+def training_memory(cfg: ComputeConfig, method: str, batch_size: int, precision: str = "auto") -> dict:
+    "Peak RSS of 3 training steps of `method` in a fresh Python process, and its increase over that process's RSS before the first step (MiB)."
+    import subprocess, sys, medssl_nb
+    pkg_root = str(Path(medssl_nb.__file__).resolve().parents[1])   # the child imports this very package, installed or not
+    env = os.environ | {"PYTHONWARNINGS": "ignore", "PYTHONPATH": os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH")) if p)}
+    r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, json.dumps(asdict(cfg), default=str), method, str(batch_size), str(torch.get_num_threads())],
+                       capture_output=True, text=True, timeout=1800, env=env)
+    if r.returncode != 0: raise MedSSLError(f"The memory measurement of {method} failed in its fresh process:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
 def throughput_rows(cfg: ComputeConfig, d: MedData, method: str, peaks: dict, device) -> list[dict]:
     "Throughput (median and spread over `repeats`), FLOPs per step, achieved FLOP/s and fraction of the matmul peak, and peak memory of `method`."
     x = d.train.x; m, why = _applicable(cfg, method, x)
@@ -179,8 +200,8 @@ def throughput_rows(cfg: ComputeConfig, d: MedData, method: str, peaks: dict, de
              "batch_size": cfg.batch_size, "images_per_s": float(np.median(ips)), "images_per_s_min": min(ips), "images_per_s_max": max(ips),
              "median_step_s": step, "flops_per_step": flops, "gflops_per_image": flops / cfg.batch_size / 1e9,
              "achieved_gflops": flops / step / 1e9, "fraction_of_peak": flops / step / 1e9 / peaks[precision]["gflops"], "peak_gflops": peaks[precision]["gflops"],
-             "rss_peak_mb": max(r["rss_peak_mb"] for r in reps), "rss_increase_mb": max(r["rss_increase_mb"] for r in reps),
-             "gpu_peak_mb": max(r["gpu_peak_mb"] for r in reps), "params": sum(p.numel() for p in m.encoder.parameters())}]
+             "rss_peak_mb": max(r["rss_peak_mb"] for r in reps), "gpu_peak_mb": max(r["gpu_peak_mb"] for r in reps),
+             "params": sum(p.numel() for p in m.encoder.parameters())} | (training_memory(cfg, method, cfg.batch_size, precision) if device.type == "cpu" else {})]
 
 def frontier_rows(cfg: ComputeConfig, d: MedData, method: str, flops_per_step: float, device) -> list[dict]:
     "Pretrain `method` for max(frontier_epochs) epochs, stopping at each milestone for a linear probe: AUC against seconds and FLOPs spent."
@@ -218,7 +239,7 @@ def sweep_rows(cfg: ComputeConfig, d: MedData, method: str, peaks: dict, device)
                          "native": bool(native), "batch_size": b, "images_per_s": r["images_per_s"], "median_step_s": r["median_step_s"],
                          "flops_per_step": flops, "achieved_gflops": flops / r["median_step_s"] / 1e9,
                          "fraction_of_peak": flops / r["median_step_s"] / 1e9 / peaks[precision]["gflops"], "peak_gflops": peaks[precision]["gflops"],
-                         "rss_peak_mb": r["rss_peak_mb"], "rss_increase_mb": r["rss_increase_mb"], "gpu_peak_mb": r["gpu_peak_mb"]})
+                         "gpu_peak_mb": r["gpu_peak_mb"]} | (training_memory(replace(cfg, batch_size=b), method, b) if precision == "fp32" and device.type == "cpu" else {}))
     return rows
 
 # %% ../nbs/25_compute.ipynb #6889a90c

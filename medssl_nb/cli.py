@@ -19,6 +19,8 @@ from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train
 from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
 from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_label_efficiency
 from .volumetric import VolumetricConfig, PRESETS as V_PRESETS, run_volumetric, summarize_volumetric
+from .representations import RepresentationConfig, run_representations
+R_PRESETS = {"cpu": RepresentationConfig()}
 from .imbalance import ImbalanceConfig, PRESETS as I_PRESETS, run_imbalance
 from .ood import OODConfig, PRESETS as O_PRESETS, run_ood
 from .scaling import ScalingConfig, GRIDS as S_GRIDS, run_scaling
@@ -26,8 +28,8 @@ from .compute import ComputeConfig, PRESETS as C_PRESETS, run_compute
 from .methods import METHODS
 
 # %% auto #0
-__all__ = ['PUBLISHED', 'QuickstartConfig', 'run_quickstart', 'summarize', 'format_table', 'plot_summary', 'write_outputs',
-           'main']
+__all__ = ['R_PRESETS', 'PUBLISHED', 'QuickstartConfig', 'run_quickstart', 'summarize', 'format_table', 'plot_summary',
+           'write_outputs', 'main']
 
 # %% ../nbs/90_cli.ipynb #3c47fe72
 PUBLISHED = {
@@ -193,6 +195,8 @@ def _study_parsers(sub):
     _config_arguments(sc, ScalingConfig, S_GRIDS)
     co = ss.add_parser("compute", help="Per method at a fixed backbone and dataset: throughput, epoch time, peak memory, FLOP/s against the matmul peak, cost-to-quality frontier; batch size and bf16 vs fp32.")
     _config_arguments(co, ComputeConfig, C_PRESETS)
+    rp = ss.add_parser("representations", help="What the encoders learned: UMAP, linear CKA (layers and encoders) and nearest-neighbour retrieval for SimCLR, BYOL, MAE, supervised and random-init encoders on pooled 2D sets.")
+    _config_arguments(rp, RepresentationConfig, R_PRESETS)
 
 def _run_study(args) -> int:
     if args.study == "label-efficiency":
@@ -228,6 +232,11 @@ def _run_study(args) -> int:
         df, prov = run_compute(cfg)
         print(pd.read_csv(Path(cfg.out) / "compute_time_to_quality.csv").round(3).to_string(index=False))
         print(f"{len(df)} result rows in {Path(cfg.out) / 'compute.csv'}; throughput, frontier, sweep, figure and provenance beside it.")
+    elif args.study == "representations":
+        cfg = _config_from(args, R_PRESETS)
+        res = run_representations(cfg)
+        print(res["retrieval"].round(3).to_string(index=False)); print(res["cka_encoders"].round(2).to_string())
+        print(f"tables, figures (UMAP, CKA, retrieval) and provenance in {cfg.out}/")
     return 0
 
 def _parser() -> argparse.ArgumentParser:
@@ -279,6 +288,11 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--" + k.replace("_", "-"), type=int, default=getattr(cc, k))
     c.add_argument("--lr", type=float, default=cc.lr)
     _study_parsers(sub)
+    st = sub.add_parser("site", help="Build the documentation site offline (no Quarto) from the committed notebooks, in sidebar order; --check opens every page in headless Chromium.")
+    st.add_argument("--out", default="_site", help="output folder (default: %(default)s)")
+    st.add_argument("--nbs", default="nbs", help="the notebooks folder with sidebar.yml (default: %(default)s)")
+    st.add_argument("--check", action="store_true", help="open every page in headless Chromium: loads, images drawn, internal links, no error cells")
+    st.add_argument("--screenshots", nargs="+", default=None, metavar="PAGE", help="with --check: save <out>/screenshots/<page>.png for these pages (e.g. 05_fit.html)")
     c.add_argument("--precision", default=cc.precision, choices=["auto", "bf16", "fp32"])
     c.add_argument("--out", default=cc.out)
     for sp in (r, c):
@@ -330,7 +344,26 @@ def main(argv: list[str] | None = None) -> int:
             print(format_compare(summary, prov)); print(f"\noutputs in {cfg.out}/")
         elif args.command == "study":
             return _run_study(args)
+        elif args.command == "site":
+            return _run_site(args)
         return 0
     except MedSSLError as e:
         print(f"medssl: error: {e}", file=sys.stderr)
         return 2
+
+# %% ../nbs/90_cli.ipynb #c3b97780
+def _run_site(args) -> int:
+    "`medssl site`: build the offline site; with --check, open every page in headless Chromium and fail on any problem."
+    from .site import build_site, check_site
+    rep = build_site(args.nbs, args.out, progress=True)
+    n_img = sum(p["images"] for p in rep["pages"]); n_err = sum(p["error_outputs"] for p in rep["pages"])
+    print(f"{len(rep['pages'])} pages, {n_img} figures, {sum(p['api_entries'] for p in rep['pages'])} API entries in {args.out}/ (open {args.out}/index.html)")
+    if n_err: print(f"warning: {n_err} committed cell outputs are errors", file=sys.stderr)
+    if not args.check: return 1 if n_err else 0
+    shots = {p: Path(args.out) / "screenshots" / (p.replace("/", "_").removesuffix(".html") + ".png") for p in (args.screenshots or [])}
+    if shots: (Path(args.out) / "screenshots").mkdir(exist_ok=True)
+    df = check_site(args.out, screenshots=shots)
+    bad = df[~df.loaded | (df.broken_links > 0) | (df.error_cells > 0) | (df.images_drawn < df.images)]
+    print(df.drop(columns="broken").to_string(index=False))
+    for r in bad.itertuples(): print(f"problem on {r.page}: broken links {r.broken}, {r.error_cells} error cells, {r.images - r.images_drawn} images not drawn", file=sys.stderr)
+    return 1 if len(bad) else 0

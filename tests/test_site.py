@@ -1,0 +1,62 @@
+"""The documentation site, built offline from the committed notebooks and opened page by page in headless Chromium.
+
+CI (.ci/run) installs Chromium and sets MEDSSL_REQUIRE_BROWSER=1, so there a missing browser fails the test instead of
+skipping it; on a machine without Chromium the browser test is skipped with the command that installs it."""
+import os, shutil
+from pathlib import Path
+import pytest, yaml
+from medssl_nb.site import build_site, check_site, site_pages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site") / "_site"
+    return out, build_site(ROOT / "nbs", out, progress=False)
+
+def test_site_has_every_page_in_sidebar_order(site):
+    out, rep = site
+    order = [p for _, p in site_pages(ROOT / "nbs")]
+    assert [p["notebook"] for p in rep["pages"]] == order
+    assert all((out / p["page"]).exists() for p in rep["pages"])
+    nbs = {p.relative_to(ROOT / "nbs").as_posix() for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
+    assert set(order) == nbs, f"notebooks missing from nbs/sidebar.yml: {sorted(nbs - set(order))}"
+    assert sum(p["api_entries"] for p in rep["pages"]) > 200                     # show_doc after the exported definitions
+    assert [s for s in dict.fromkeys(p["section"] for p in rep["pages"])] == ["Start here", "Foundations", "Pretext families", "3D", "Studies", "API reference"]
+
+def test_committed_notebooks_show_real_results(site):
+    "The notebooks are committed executed: every study page shows figures, and no committed output is an error."
+    _, rep = site
+    assert sum(p["error_outputs"] for p in rep["pages"]) == 0, [p["notebook"] for p in rep["pages"] if p["error_outputs"]]
+    studies = [p for p in rep["pages"] if p["section"] in ("Studies", "3D")]
+    assert studies and all(p["images"] > 0 for p in studies), [(p["notebook"], p["images"]) for p in studies]
+
+def _have_browser():
+    return any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")) and shutil.which("chromedriver")
+
+def test_every_page_in_a_browser(site, tmp_path):
+    if not _have_browser():
+        if os.environ.get("MEDSSL_REQUIRE_BROWSER"): pytest.fail("MEDSSL_REQUIRE_BROWSER is set but Chromium or chromedriver is missing")
+        pytest.skip("no Chromium here: apt-get install chromium chromium-driver")
+    out, rep = site
+    shots = {"methods/11_contrastive.html": tmp_path / "contrastive.png", "20_label_efficiency.html": tmp_path / "label_efficiency.png"}
+    df = check_site(out, screenshots=shots)
+    assert len(df) == len(rep["pages"]) and df.loaded.all(), df[~df.loaded]
+    assert (df.broken_links == 0).all(), df[df.broken_links > 0][["page", "broken"]].to_string()
+    assert (df.error_cells == 0).all(), df[df.error_cells > 0]
+    assert (df.images_drawn == df.images).all(), df[df.images_drawn < df.images]      # every image decoded and laid out
+    assert (df.images >= df.image_outputs).all()                                   # every figure output reached the page
+    assert (df.internal_links > 20).all()                                          # the sidebar is on every page
+    assert all(f.stat().st_size > 20_000 for f in shots.values())
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    from medssl_nb.core import MedSSLError
+    with pytest.raises(MedSSLError, match="not a site"): build_site(ROOT / "nbs", tmp_path, progress=False)
+    assert (tmp_path / "mine.txt").read_text() == "keep"
+
+def test_workflows_are_nbdevs():
+    wf = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / ".github" / "workflows").glob("*.yaml")}
+    assert wf["test.yaml"]["jobs"]["test"]["steps"] == [{"uses": "fastai/workflows/nbdev-ci@master"}]
+    assert wf["deploy.yaml"]["jobs"]["deploy"]["steps"] == [{"uses": "fastai/workflows/quarto-ghp@master"}]
+    assert any("medssl site" in s.get("run", "") and "--check" in s.get("run", "") for s in wf["site.yaml"]["jobs"]["site"]["steps"])

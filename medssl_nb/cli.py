@@ -292,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--out", default="_site", help="output folder (default: %(default)s)")
     st.add_argument("--nbs", default="nbs", help="the notebooks folder with sidebar.yml (default: %(default)s)")
     st.add_argument("--check", action="store_true", help="open every page in headless Chromium: loads, images drawn, internal links, no error cells")
+    rd = sub.add_parser("readme", help="Write README.md from nbs/index.ipynb (what nbdev_readme does, without Quarto).")
+    rd.add_argument("--index", default="nbs/index.ipynb"); rd.add_argument("--out", default="README.md")
     st.add_argument("--screenshots", nargs="+", default=None, metavar="PAGE", help="with --check: save <out>/screenshots/<page>.png for these pages (e.g. 05_fit.html)")
     c.add_argument("--precision", default=cc.precision, choices=["auto", "bf16", "fp32"])
     c.add_argument("--out", default=cc.out)
@@ -346,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
             return _run_study(args)
         elif args.command == "site":
             return _run_site(args)
+        elif args.command == "readme":
+            from .site import write_readme
+            print(f"wrote {write_readme(args.index, args.out)} from {args.index}")
         return 0
     except MedSSLError as e:
         print(f"medssl: error: {e}", file=sys.stderr)

@@ -188,7 +188,7 @@ def run_representations(cfg: RepresentationConfig) -> dict:
             ret_rows.append({"encoder": name, "dataset": cfg.datasets[i], "queries": int(m.sum()), "k": cfg.k,
                              "precision_at_k": float(same_class[m].mean()), "same_dataset_at_k": float(same_set[m].mean()),
                              "chance_same_class": float(np.mean([(by[bd == i] == c).mean() for c in qy[m]]))})
-        xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed).fit_transform(fq)
+        xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed, n_jobs=1).fit_transform(fq)
         umap_rows += [{"encoder": name, "x": float(a), "y": float(c), "dataset": cfg.datasets[qd[i]], "label": int(qy[i] - offs[qd[i]])}
                       for i, (a, c) in enumerate(xy)]
     cka_layers = pd.concat([cka_table(layers[n], layers[n]).stack().rename("cka").reset_index().rename(columns={"level_0": "layer_a", "level_1": "layer_b"})

@@ -7,11 +7,12 @@ from __future__ import annotations
 import ast, base64, html, importlib, json, re, shutil, tempfile
 from pathlib import Path
 import yaml
-from .core import MedSSLError
+from .core import MedSSLError, atomic_write_text
 
 # %% auto #0
 __all__ = ['SITE_CSS', 'site_pages', 'cell_directives', 'public_names', 'show_doc_markdown', 'prepare_notebook', 'page_title',
-           'render_page', 'build_site', 'headless_chromium', 'check_site', 'exported_api', 'api_reference']
+           'render_page', 'build_site', 'headless_chromium', 'check_site', 'exported_api', 'api_reference',
+           'readme_from_index', 'write_readme']
 
 # %% ../nbs/91_site.ipynb #1097b10a
 def site_pages(nbs: str | Path = "nbs") -> list[tuple[str, str]]:
@@ -273,3 +274,19 @@ def api_reference(nbs: str | Path = "nbs", lib: str = "medssl_nb"):
         doc = r["doc"].replace("|", "&#124;")
         out.append(f"| [`{r['name']}`]({r['notebook']}#{r['name'].lower()}) | {doc} |")
     return Markdown("\n".join(out))
+
+# %% ../nbs/91_site.ipynb #bdbcf94b
+def readme_from_index(index: str | Path = "nbs/index.ipynb") -> str:
+    "README.md's text, generated from the front page notebook as `nbdev_readme` does (markdown cells as they are, code cells as Python blocks), without Quarto."
+    nb = json.loads(Path(index).read_text()); parts = []
+    for c in nb["cells"]:
+        s = "".join(c["source"]).rstrip("\n")
+        if c["cell_type"] == "markdown": parts.append(s + "\n")
+        elif c["cell_type"] == "code" and s.strip():
+            d, src = cell_directives(s)
+            if "hide" not in d and d.get("include") != "false" and d.get("echo") != "false": parts.append(f"```python\n{src}\n```\n")
+    return "\n".join(parts)
+
+def write_readme(index: str | Path = "nbs/index.ipynb", dest: str | Path = "README.md") -> Path:
+    "Write `dest` from `index` (`medssl readme`); the file is replaced whole, never left half-written."
+    atomic_write_text(readme_from_index(index), Path(dest)); return Path(dest)

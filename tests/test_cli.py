@@ -1,4 +1,5 @@
 import json, pandas as pd, pytest
+from pathlib import Path
 from medssl_nb.cli import main, run_quickstart, QuickstartConfig, format_table
 from medssl_nb.data import SyntheticFallbackWarning
 
@@ -90,7 +91,7 @@ def test_study_label_efficiency_cli_runs_and_refuses_bad_input(tmp_path, capsys)
 @pytest.mark.parametrize("argv", [["--help"], ["quickstart", "--help"], ["pretrain", "--help"], ["compare", "--help"], ["study", "--help"],
                                   ["study", "label-efficiency", "--help"], ["study", "volumetric", "--help"],
                                   ["study", "imbalance", "--help"], ["study", "ood", "--help"], ["study", "scaling", "--help"],
-                                  ["study", "compute", "--help"]])
+                                  ["study", "compute", "--help"], ["study", "representations", "--help"], ["site", "--help"], ["readme", "--help"]])
 def test_every_help_text_renders(argv, capsys):
     "argparse %-formats help strings: a bare '%' once printed a dict into the help; every page must render cleanly."
     with pytest.raises(SystemExit) as e: main(argv)
@@ -178,3 +179,22 @@ def test_study_compute_cli_runs_and_refuses_bad_input(tmp_path, capsys):
         assert main(["study", "compute", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "bad").exists()
+
+def test_study_representations_cli_runs_and_refuses_bad_input(tmp_path, capsys):
+    "The representation study from the command line on stand-ins at tiny settings, then bad input that writes nothing."
+    out = tmp_path / "rp"
+    args = ["study", "representations", "--synthetic", "--synthetic-n", "48", "--methods", "simclr", "--pretrain-steps", "1", "--sup-epochs", "1",
+            "--width", "4", "--vit-dim", "32", "--batch-size", "16", "--n-queries", "16", "--bank-per-dataset", "24", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    ret = pd.read_csv(out / "representations_retrieval.csv")
+    assert set(ret.encoder) == {"random init", "simclr", "supervised"} and ret.precision_at_k.between(0, 1).all()
+    assert (out / "representations_umap.png").exists() and "precision_at_k" in capsys.readouterr().out
+    for bad, msg in ((["--datasets", "adrenalmnist3d"], "3D"), (["--methods", "simclrr"], "Unknown method"), (["--k", "0"], ">= 1"),
+                     (["--k", "30", "--bank-per-dataset", "10"], "larger than")):
+        assert main(["study", "representations", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad").exists()
+
+def test_readme_cli_writes_the_front_page(tmp_path):
+    assert main(["readme", "--out", str(tmp_path / "R.md")]) == 0
+    assert (tmp_path / "R.md").read_text() == (Path(__file__).resolve().parents[1] / "README.md").read_text()

@@ -60,3 +60,13 @@ def test_workflows_are_nbdevs():
     assert wf["test.yaml"]["jobs"]["test"]["steps"] == [{"uses": "fastai/workflows/nbdev-ci@master"}]
     assert wf["deploy.yaml"]["jobs"]["deploy"]["steps"] == [{"uses": "fastai/workflows/quarto-ghp@master"}]
     assert any("medssl site" in s.get("run", "") and "--check" in s.get("run", "") for s in wf["site.yaml"]["jobs"]["site"]["steps"])
+
+def test_quarto_config_is_nbdevs():
+    "What nbdev_docs reads with Quarto: _quarto.yml (website, metadata files that exist), nbdev.yml from settings.ini, the sidebar."
+    for q in (ROOT / "_quarto.yml", ROOT / "nbs" / "_quarto.yml"):
+        cfg = yaml.safe_load(q.read_text())
+        assert cfg["project"]["type"] == "website" and cfg["website"]["sidebar"]["style"] == "floating"
+    meta = yaml.safe_load((ROOT / "nbs" / "_quarto.yml").read_text())["metadata-files"]
+    assert all((ROOT / "nbs" / m).exists() for m in meta), meta
+    nbdev_yml = yaml.safe_load((ROOT / "nbs" / "nbdev.yml").read_text())
+    assert nbdev_yml["project"]["output-dir"] == "_docs" and nbdev_yml["website"]["repo-url"].endswith("medssl_nb")

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, autocast
 from .data import load_dataset, synthetic_for, with_channels, Split, file_md5, locate_medmnist
 from .views import prepare
-from .evaluate import embed, train_supervised
+from .evaluate import embed, train_supervised, mean_ci
 from .pretrain import METHODS
 from .label_efficiency import LabelEfficiencyConfig, pretrain_encoder
 
@@ -185,8 +185,9 @@ def run_representations(cfg: RepresentationConfig) -> dict:
         same_class, same_set = retrieval_precision(idx, qy, by), retrieval_precision(idx, qd, bd)
         for i, d in enumerate(datas):
             m = qd == i
+            ci = mean_ci(same_class[m])
             ret_rows.append({"encoder": name, "dataset": cfg.datasets[i], "queries": int(m.sum()), "k": cfg.k,
-                             "precision_at_k": float(same_class[m].mean()), "same_dataset_at_k": float(same_set[m].mean()),
+                             "precision_at_k": float(same_class[m].mean()), "precision_ci95": ci["ci"], "same_dataset_at_k": float(same_set[m].mean()),
                              "chance_same_class": float(np.mean([(by[bd == i] == c).mean() for c in qy[m]]))})
         xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed, n_jobs=1).fit_transform(fq)
         umap_rows += [{"encoder": name, "x": float(a), "y": float(c), "dataset": cfg.datasets[qd[i]], "label": int(qy[i] - offs[qd[i]])}

@@ -57,6 +57,16 @@ def show_doc_markdown(obj) -> str:
     md = re.sub(r"\)\{[^}]*\}", ")", md)          # [source](url){target=...}: Quarto attribute syntax
     return md.replace("#LNone", "")
 
+_NOISE = re.compile(r"^.*TqdmWarning: IProgress not found.*\n(?:\s+from \.autonotebook import.*\n)?", re.M)
+
+def _drop_noise(o):
+    "A stderr stream without tqdm's 'IProgress not found' warning (a kernel without ipywidgets prints it once per notebook); None when nothing is left."
+    if o.get("output_type") != "stream" or o.get("name") != "stderr": return o
+    t = _NOISE.sub("", "".join(o["text"]) if isinstance(o["text"], list) else o["text"])
+    if not t.strip(): return None
+    import nbformat
+    return nbformat.from_dict({**o, "text": t})
+
 def prepare_notebook(nb, lib: str = "medssl_nb"):
     "A copy of notebook `nb` as the site shows it, and what it holds: `#| hide` cells and directive lines dropped, `#| echo: false` inputs tagged for removal, the `show_doc` of every public definition after its `#| export` cell."
     import copy, nbformat
@@ -68,6 +78,7 @@ def prepare_notebook(nb, lib: str = "medssl_nb"):
         if "default_exp" in d: module = f"{lib}.{d['default_exp']}"
         if "default_exp" in d or "hide" in d or d.get("include") == "false" or not src.strip(): continue
         c.source = src; stats["code_cells"] += 1
+        c.outputs = [o for o in (_drop_noise(o) for o in c.get("outputs", [])) if o is not None]
         if d.get("echo") == "false": c.metadata.setdefault("tags", []).append("remove-input")
         for o in c.get("outputs", []):
             stats["error_outputs"] += o.get("output_type") == "error"

@@ -222,9 +222,8 @@ def plot_volumetric(summary: pd.DataFrame, dataset: str = "adrenalmnist3d"):
     return fig
 
 def write_volumetric(df: pd.DataFrame, prov: dict, out: Path):
-    "Write the runs, the summary, the provenance and the figure into `out`, each atomically."
+    "Write the summary, the provenance and the figure of the runs `df` into `out`, each atomically. The runs themselves stay in `RunLog`'s `volumetric.csv`, which holds every unit of every call (a call for some seeds must not drop the others')."
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(df.to_csv(index=False), out / "volumetric.csv")
     summary = summarize_volumetric(df) if len(df) else pd.DataFrame()
     atomic_write_text(summary.to_csv(index=False), out / "volumetric_summary.csv")
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "volumetric_provenance.json")

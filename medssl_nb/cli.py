@@ -15,6 +15,7 @@ from .data import load_dataset, label_subset, Split, locate_medmnist, file_md5
 from .backbones import ResNet
 from .methods.contrastive import SimCLR
 from .fit import fit, FitConfig
+from .distributed import init_distributed
 from .evaluate import (embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci)
 from .pretrain import score_features, PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
 from .label_efficiency import LabelEfficiencyConfig, PRESETS as LE_PRESETS, run_label_efficiency
@@ -294,6 +295,8 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--check", action="store_true", help="open every page in headless Chromium: loads, images drawn, internal links, no error cells")
     rd = sub.add_parser("readme", help="Write README.md from nbs/index.ipynb (what nbdev_readme does, without Quarto).")
     rd.add_argument("--index", default="nbs/index.ipynb"); rd.add_argument("--out", default="README.md")
+    ci = sub.add_parser("check-inputs", help="Feed the package the inputs users get wrong; count the cases handled with a clear error and no half-written output.")
+    ci.add_argument("--out", default="results/robustness", help="folder for bad_inputs.csv and bad_inputs_summary.json (default: %(default)s)")
     st.add_argument("--screenshots", nargs="+", default=None, metavar="PAGE", help="with --check: save <out>/screenshots/<page>.png for these pages (e.g. 05_fit.html)")
     c.add_argument("--precision", default=cc.precision, choices=["auto", "bf16", "fp32"])
     c.add_argument("--out", default=cc.out)
@@ -330,7 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                     "batch_size", "lr", "seed", "precision", "knn_k", "out", "root", "synthetic")
             cfg = PretrainConfig(**{k: getattr(args, k) for k in keys}, fractions=tuple(args.fractions), download=not args.no_download,
                                  progress=not args.no_progress)
+            rank, world = init_distributed()   # under torchrun: one rank of a DDP run; otherwise a single process
             rep = run_pretrain(cfg)
+            if rank != 0: return 0              # rank 0 evaluates, writes and reports
             print(f"\n{cfg.method} on {rep['dataset']} ({'SYNTHETIC stand-in' if rep['data_source'] == 'synthetic' else 'MedMNIST, real data'}), "
                   f"seed {cfg.seed}, {cfg.epochs} epochs, {rep['pretrain_seconds']:.0f} s; final loss {rep['history'][-1]['loss']:.4f}, "
                   f"embedding std {rep['history'][-1]['emb_std']:.3f}")
@@ -351,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "readme":
             from .site import write_readme
             print(f"wrote {write_readme(args.index, args.out)} from {args.index}")
+        elif args.command == "check-inputs":
+            from .robustness import run_bad_inputs, write_bad_inputs
+            df = run_bad_inputs(); s = write_bad_inputs(df, args.out)
+            print(df[["case", "category", "raised", "handled"]].to_string(index=False))
+            print(f"\n{s['cases_handled']} of {s['cases_tried']} bad inputs handled; files in {args.out}/")
+            return 0 if s["cases_handled"] == s["cases_tried"] else 1
         return 0
     except MedSSLError as e:
         print(f"medssl: error: {e}", file=sys.stderr)
@@ -372,3 +383,7 @@ def _run_site(args) -> int:
     print(df.drop(columns="broken").to_string(index=False))
     for r in bad.itertuples(): print(f"problem on {r.page}: broken links {r.broken}, {r.error_cells} error cells, {r.images - r.images_drawn} images not drawn", file=sys.stderr)
     return 1 if len(bad) else 0
+
+import builtins
+if __name__ == "__main__" and not hasattr(builtins, "__IPYTHON__"):   # `python -m medssl_nb.cli` (and torchrun -m); not inside IPython/Jupyter
+    sys.exit(main())

@@ -20,8 +20,9 @@ from .views import prepare
 from .data import Split
 
 # %% auto #0
-__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'class_balance',
-           'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci', 'paired_diff']
+__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'embed', 'linear_probe',
+           'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci',
+           'paired_diff']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -45,10 +46,37 @@ def medmnist_metrics(y_true, y_score, task: str) -> dict:
     return {"auc": float(auc), "acc": float(np.mean(y == y_score.argmax(1)))}
 
 # %% ../nbs/06_evaluate.ipynb #50fa257f
+def check_encoder_input(encoder: nn.Module, x, where: str = "embed") -> None:
+    "Refuse, with a message saying what to do, images an encoder cannot take: not a tensor, NaN/inf values, 2D for a 3D encoder or the reverse, the wrong channel count."
+    if not isinstance(x, torch.Tensor): raise MedSSLError(f"{where} expects an image tensor, got {type(x).__name__}.")
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise MedSSLError(f"{where}: the input images hold {int((~torch.isfinite(x)).sum())} NaN or inf values. "
+                          "Pass uint8 images as load_dataset returns them, or clean the array first.")
+    nd = getattr(encoder, "ndim", None)
+    if nd is not None and x.ndim != nd + 2:
+        kind = {4: "2D images (N, C, H, W)", 5: "3D volumes (N, C, D, H, W)"}.get(x.ndim, f"a tensor of shape {tuple(x.shape)}")
+        raise MedSSLError(f"{where}: this encoder is {nd}D and takes {'(N, C, H, W)' if nd == 2 else '(N, C, D, H, W)'}, got {kind}. "
+                          f"Build the encoder with ndim={x.ndim - 2} for this data.")
+    c = getattr(encoder, "in_chans", None)
+    if c is not None and x.ndim >= 2 and x.shape[1] != c:
+        raise MedSSLError(f"{where}: this encoder takes {c} channel(s), the images have {x.shape[1]} (shape {tuple(x.shape)}). "
+                          f"Build the encoder with in_chans={x.shape[1]}, or convert the images.")
+
+def check_features(where: str, **feats) -> None:
+    "Refuse feature matrices that are not 2D or hold NaN/inf (an encoder that diverged, or unclean input), naming the culprit."
+    for name, f in feats.items():
+        if f is None: continue
+        a = np.asarray(f)
+        if a.ndim != 2: raise MedSSLError(f"{where}: {name} must be a (N, D) feature matrix, got shape {a.shape}.")
+        if not np.isfinite(a).all():
+            raise MedSSLError(f"{where}: {name} holds {int((~np.isfinite(a)).sum())} NaN or inf values. The encoder diverged or its input "
+                              "was not clean: check the pretraining history for a NaN loss and the images for NaN/inf.")
+
 @torch.no_grad()
 def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512, precision: str = "auto", device=None) -> np.ndarray:
     "Frozen features (N, D) of uint8 images `x` from `encoder`, as float32 NumPy."
     device = torch.device(device) if device else next(encoder.parameters()).device
+    check_encoder_input(encoder, x, "embed")
     was_training = encoder.training; encoder.eval()
     out = []
     try:
@@ -69,6 +97,8 @@ def linear_probe(f_train, y_train, f_test, task: str, f_val=None, y_val=None, Cs
                  class_weight: str | None = None):
     "Fit a logistic-regression probe on frozen features; pick `C` on validation AUC when a validation set is given; `class_weight='balanced'` re-weights the loss by inverse class frequency. Returns (test scores, chosen C)."
     if class_weight not in (None, "balanced"): raise MedSSLError(f"class_weight must be None or 'balanced', got {class_weight!r}.")
+    check_features("linear_probe", f_train=f_train, f_test=f_test, f_val=f_val)
+    if len(f_train) != len(y_train): raise MedSSLError(f"linear_probe: {len(f_train)} training features but {len(y_train)} labels.")
     y_train = _onehot_labels(y_train)
     sc = StandardScaler().fit(f_train); tr, te = sc.transform(f_train), sc.transform(f_test)
     multilabel = task.startswith("multi-label")
@@ -96,6 +126,8 @@ def knn_predict(f_train, y_train, f_test, n_classes: int, k: int = 11, weighting
                 multilabel: bool = False, batch_size: int = 1024):
     "Class scores of a cosine kNN classifier on frozen features (`weighting='exp'` or `'uniform'`)."
     if weighting not in ("exp", "uniform"): raise MedSSLError(f"weighting must be 'exp' or 'uniform', got {weighting!r}.")
+    check_features("knn_predict", f_train=f_train, f_test=f_test)
+    if len(f_train) != len(y_train): raise MedSSLError(f"knn_predict: {len(f_train)} training features but {len(y_train)} labels.")
     tr = F.normalize(torch.as_tensor(f_train, dtype=torch.float32), dim=1)
     te = F.normalize(torch.as_tensor(f_test, dtype=torch.float32), dim=1)
     y = torch.as_tensor(_onehot_labels(y_train))

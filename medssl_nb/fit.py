@@ -13,6 +13,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std, collapse_floor
+from .distributed import all_reduce_mean, local_device, sync_batchnorm
+from .evaluate import check_encoder_input
 
 # %% auto #0
 __all__ = ['FitConfig', 'lr_lambda', 'epoch_order', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'CheckpointMismatchError',
@@ -102,22 +104,31 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
         stop_after_epochs: int | None = None) -> FitResult:
     "Pretrain `method` on uint8 `images` under `cfg`; resume from `cfg.ckpt_dir/last.pt` when present. `stop_after_epochs` ends this call early (for time-sliced runs and tests)."
     cfg = (cfg or FitConfig()).validate(); _check_images(images)
+    check_encoder_input(method.encoder, images, f"fit ({method.name})")   # 2D vs 3D, channels: before anything is built or written
     rank, world = _dist()
-    device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
+    device = (local_device() if world > 1 else default_device()) if cfg.device == "auto" else torch.device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     method.to(device)
     fast_memory_format(method, images.ndim)  # channels_last for 2D conv nets, except shapes oneDNN mishandles
+    model = method
+    if world > 1:   # DistributedDataParallel: global batch norm where the method wants it, averaged gradients
+        if method.sync_bn: sync_batchnorm(method)
+        from torch.nn.parallel import DistributedDataParallel
+        model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
     params = [p for p in method.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]; no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == "adamw" else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9))
-    n_local = len(epoch_order(len(images), cfg.seed, 0, rank, world))
+    n_local = len(images) // world                # the same number of images on every rank
+    if n_local < 2: raise MedSSLError(f"{len(images)} images cannot be shared by {world} ranks with at least 2 each.")
     bs = min(cfg.batch_size, n_local)
     method.check_data(len(images), bs * world)   # e.g. MoCo sizes or refuses its queue for this data
     steps_per_epoch = max(1, n_local // bs)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_epochs * steps_per_epoch)), total))
     ckpt = Path(cfg.ckpt_dir) / "last.pt" if cfg.ckpt_dir else None
+    if ckpt is not None and rank == 0:   # temporary files of a write that was killed (SIGKILL leaves them behind)
+        for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"): stale.unlink(missing_ok=True)
     history, start_epoch, resumed_from = [], 0, None
     if ckpt is not None and resume and ckpt.exists():
         try: state = torch.load(ckpt, map_location=device, weights_only=False)
@@ -131,9 +142,15 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
             raise CheckpointMismatchError(f"Checkpoint {ckpt} was written under a different config (field: checkpoint vs now): {diffs}. "
                                           "Resume with the same config, use another ckpt_dir, or resume=False to start afresh.")
         method.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"]); sched.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"]); history = state["history"]; start_epoch = resumed_from = state["epoch"]
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        if len(ranks) == world: set_rng_state(ranks[rank])
+        else:
+            set_seed(cfg.seed + rank + 7919 * state["epoch"])
+            warnings.warn(f"Checkpoint {ckpt} was written by {len(ranks)} process(es), this run has {world}: training continues, "
+                          "but the random augmentations and data shards differ from an uninterrupted run.")
+        history = state["history"]; start_epoch = resumed_from = state["epoch"]
     else:
-        set_seed(cfg.seed)
+        set_seed(cfg.seed + rank)   # each rank its own augmentations; rank 0 (and a single process) uses `seed`
     step = start_epoch * steps_per_epoch
     end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
     t_start = time.perf_counter()
@@ -146,21 +163,25 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
         for i in range(steps_per_epoch):
             xb = images[order[i * bs:(i + 1) * bs]].to(device, non_blocking=True)
             with autocast(precision, device):
-                out = method.loss(xb)
+                out = model(xb)                        # method.loss(xb), through DDP when distributed
             loss = out["loss"]
-            if not torch.isfinite(loss):
+            loss_all = all_reduce_mean(loss.detach())  # every rank sees the same value, so all stop together on NaN
+            if not torch.isfinite(loss_all):
                 raise NonFiniteLossError(
-                    f"{method.name}: the loss became {loss.item()} at epoch {epoch}, step {step} (lr {sched.get_last_lr()[0]:.3g}). "
+                    f"{method.name}: the loss became {loss_all.item()} at epoch {epoch}, step {step} (lr {sched.get_last_lr()[0]:.3g}). "
                     f"Nothing from this step was applied or saved{'; the last good checkpoint is ' + str(ckpt) if ckpt and ckpt.exists() else ''}. "
                     "Try a lower lr, precision='fp32', or check the input images.")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
             method.on_step_end(step, total); step += 1
             std = embedding_std(out["emb"])
-            sums["loss"] += loss.item(); sums["emb_std"] += std; n_seen += len(xb)
+            sums["loss"] += loss_all.item(); sums["emb_std"] += std; n_seen += len(xb)
             for k, v in out.items():   # every other scalar the loss reports (its terms, a teacher's entropy): epoch means in the history
                 if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", emb_std=f"{std:.3f}")
+            bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss_all.item():.3f}", emb_std=f"{std:.3f}")
         emb_dim = out["emb"].flatten(1).shape[1]
+        if world > 1:   # epoch means of every metric over ranks (the loss already is one)
+            keys = sorted(k for k in sums if k != "loss")
+            sums.update(zip(keys, all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)).tolist()))
         row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch, "emb_dim": emb_dim,
                "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
                "images_per_s": n_seen * world / (time.perf_counter() - t0),
@@ -170,9 +191,12 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
         if row["emb_std"] < floor and not warned_collapse:
             warnings.warn(f"{method.name}: embedding std {row['emb_std']:.4f} is below {floor:.4f} at epoch {epoch}: the representation may be collapsing.")
             warned_collapse = True
-        if ckpt is not None and rank == 0 and ((epoch + 1) % cfg.ckpt_every == 0 or epoch + 1 == end_epoch):
-            atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                               "epoch": epoch + 1, "rng": rng_state(), "config": cfg.identity(), "hparams": method.hparams(),
-                               "history": history}, ckpt)
+        if ckpt is not None and ((epoch + 1) % cfg.ckpt_every == 0 or epoch + 1 == end_epoch):
+            ranks = [rng_state()]
+            if world > 1: ranks = [None] * world; dist.all_gather_object(ranks, rng_state())   # every rank's random state
+            if rank == 0:
+                atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                   "epoch": epoch + 1, "rng": ranks[0], "rng_ranks": ranks, "world_size": world, "config": cfg.identity(),
+                                   "hparams": method.hparams(), "history": history}, ckpt)
     bar.close()
     return FitResult(method, history, resumed_from, time.perf_counter() - t_start, precision)

@@ -18,6 +18,7 @@ from .backbones import ResNet
 from .methods import METHODS, build_method
 from .methods.base import collapse_floor
 from .fit import fit, FitConfig
+from .distributed import is_main, dist_info
 from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci
 
 # %% auto #0
@@ -115,6 +116,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     fcfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision, seed=cfg.seed,
                      ckpt_dir=str(out / "checkpoints" / tag), progress=cfg.progress)
     res = pretrain_method(cfg.method, d, backbone, cfg.encoder_kwargs(), fcfg, cfg.method_kwargs)
+    if not is_main(): return {"rank": dist_info()[0], "history": res.history}   # under torchrun, rank 0 alone evaluates and writes
     precision = resolve_precision(cfg.precision, default_device())
     feats = embed_splits(res.method.encoder, d, precision)
     rows = []
@@ -196,9 +198,17 @@ class RunLog:
             if diff:
                 raise MedSSLError(f"{out} holds {self.csv.name} made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
                                   "Use another --out folder, or delete that folder to start over.")
-        out.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(ident, indent=2), self.cfg_path)
-        self.df = pd.read_csv(self.csv) if self.csv.exists() else pd.DataFrame()
+        self.df = pd.DataFrame()
+        if self.csv.exists():
+            try: self.df = pd.read_csv(self.csv)
+            except Exception as e:
+                raise MedSSLError(f"{self.csv} cannot be read ({type(e).__name__}: {e}); it is damaged. Move it aside, or use another --out folder.") from e
+            missing = [c for c in ("dataset_flag", "unit", "seed") if len(self.df) and c not in self.df.columns]
+            if missing:
+                raise MedSSLError(f"{self.csv} lacks the column(s) {', '.join(missing)}: it was written by an older version of medssl_nb "
+                                  "(or by hand). Move it aside to rerun every unit, or use another --out folder.")
         self.done = {_unit_key(r) for _, r in self.df.iterrows()} if len(self.df) else set()
+        out.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(ident, indent=2), self.cfg_path)   # only once the folder is known good
     def add(self, rows: list[dict]):
         self.df = pd.concat([self.df, pd.DataFrame(rows)], ignore_index=True)
         atomic_write_text(self.df.to_csv(index=False), self.csv)

@@ -20,12 +20,16 @@ class SSLMethod(nn.Module):
     name: str = "base"
     default_backbone: str = "resnet"   # the backbone the CLI builds for this method: "resnet" or "vit"
     monotone_loss: bool = True         # False where the loss need not fall during training (adversarial games)
+    sync_bn: bool = True               # under DDP, batch norm over the global batch (False where the method has its own answer)
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
         self._hparams: dict = {}
     def loss(self, x: torch.Tensor) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must implement loss(x) -> dict(loss=..., emb=...)")
+    def forward(self, x: torch.Tensor) -> dict:
+        "`loss(x)`: the call DistributedDataParallel wraps."
+        return self.loss(x)
     def on_step_end(self, step: int, total_steps: int) -> None:
         "Called after each optimiser step (EMA targets, schedules). Nothing by default."
     def check_data(self, n_images: int, batch_size: int) -> None:

@@ -9,6 +9,7 @@ import torch.nn as nn
 from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
 from ..losses import nt_xent
+from ..distributed import nt_xent_global, all_gather_nograd
 from .base import SSLMethod, ProjectionHead, register_method, ema_update, cosine_momentum
 
 # %% auto #0
@@ -32,7 +33,7 @@ class SimCLR(SSLMethod):
         v = torch.cat([self.augment(x), self.augment(x)])       # one forward pass for both views
         z = self.head(self.encoder(v))
         z1, z2 = z.chunk(2)
-        return {"loss": nt_xent(z1, z2, self.temperature), "emb": z1}
+        return {"loss": nt_xent_global(z1, z2, self.temperature), "emb": z1}   # nt_xent in one process; every rank's negatives under DDP
 
 # %% ../../nbs/methods/11_contrastive.ipynb #c4d83c98
 import copy, math
@@ -66,6 +67,7 @@ class MoCoV2(SSLMethod):
     "MoCo v2 (He et al., CVPR 2020; Chen et al., arXiv 2020): momentum key encoder, queue of negative keys, InfoNCE."
     name = "mocov2"
     monotone_loss = False   # it rises while real keys replace the random initial queue, then falls below log(K+1)
+    sync_bn = False         # MoCo's shuffled batch norm (`keys`) already keeps the key encoder from cheating with batch statistics
     def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, queue_size: int | None = None,
                  momentum: float = 0.99, temperature: float = 0.2, key_chunks: int = 2, views: ViewConfig | None = None):
         super().__init__(encoder)
@@ -118,7 +120,7 @@ class MoCoV2(SSLMethod):
         vq, vk = self.augment(x), self.augment(x)
         q = self.head(self.encoder(vq))
         k = self.keys(vk)
-        self._pending = k
+        self._pending = all_gather_nograd(k)    # under DDP the queue receives the keys of every rank, in rank order
         return {"loss": info_nce(q, k, self.queue.clone(), self.temperature), "emb": q}
 
     def on_step_end(self, step: int, total_steps: int) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
 from .base import SSLMethod, ProjectionHead, register_method, make_target, ema_update, cosine_momentum
+from ..distributed import all_reduce_mean
 
 # %% auto #0
 __all__ = ['byol_loss', 'BYOL', 'negative_cosine', 'SimSiam', 'dino_loss', 'dino_center_update', 'DINOHead', 'DINO']
@@ -90,7 +91,7 @@ def dino_loss(student: list, teacher: list, center: torch.Tensor, student_temp: 
 @torch.no_grad()
 def dino_center_update(center: torch.Tensor, teacher: list, momentum: float = 0.9) -> None:
     "In place: c <- m c + (1 - m) * mean of the teacher outputs over the batch (and the global views)."
-    batch_mean = torch.cat([t.float() for t in teacher]).mean(0, keepdim=True)
+    batch_mean = all_reduce_mean(torch.cat([t.float() for t in teacher]).mean(0, keepdim=True))   # over every rank's batch under DDP
     center.mul_(momentum).add_(batch_mean.to(center.dtype), alpha=1 - momentum)
 
 # %% ../../nbs/methods/13_distillation.ipynb #a6383bbe

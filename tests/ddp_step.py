@@ -1,0 +1,68 @@
+"""One training step of SimCLR or DINO for the two-process equivalence test (tests/test_distributed.py).
+
+Under `torchrun --nproc_per_node=2 tests/ddp_step.py METHOD OUT`, each rank takes its half of a fixed batch of 2B images,
+runs the step through DistributedDataParallel with batch norm over the global batch, and rank 0 writes the loss
+(averaged over ranks), DDP's averaged gradients and the state after the step's `on_step_end` to OUT.
+`one_process(METHOD)` computes the same step in one process on the whole batch. The random views are replaced by fixed,
+per-image transforms (identity, flips, a smaller resize), so both runs see the same views."""
+import sys
+import torch
+from medssl_nb.core import set_seed
+from medssl_nb.backbones import ResNet
+from medssl_nb.methods import build_method
+from medssl_nb.views import prepare
+from medssl_nb.distributed import init_distributed, dist_info, sync_batchnorm, all_reduce_mean
+
+B = 8   # images per rank
+
+
+def batch() -> torch.Tensor:
+    return torch.randint(0, 256, (2 * B, 1, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+class FixedViews(torch.nn.Module):
+    "Call k returns the k-th fixed transform of each image: identity, horizontal flip, vertical flip, both."
+    def __init__(self, size=None): super().__init__(); self.k, self.size = 0, size
+    def forward(self, x, gen=None):
+        v = prepare(x, self.size); k = self.k % 4; self.k += 1
+        return v.flip(-1) if k == 1 else v.flip(-2) if k == 2 else v.flip(-1, -2) if k == 3 else v
+
+
+def build(method: str):
+    set_seed(0)
+    enc = ResNet(1, 10, width=8)
+    if method == "simclr":
+        m = build_method("simclr", enc, proj_hidden=64, proj_dim=32)
+        m.augment = FixedViews()
+    elif method == "dino":
+        m = build_method("dino", enc, hidden=64, bottleneck=32, n_prototypes=64, n_local=2)
+        g, l = FixedViews(), FixedViews(14)
+        m.crops = lambda x: ([g(x), g(x)], [l(x) for _ in range(m.n_local)])
+    else:
+        raise SystemExit(f"unknown method {method}")
+    return m.train()
+
+
+def step(m, model, xb) -> dict:
+    out = model(xb)
+    out["loss"].backward()
+    grads = {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.on_step_end(0, 10)   # EMA teacher, DINO's centre (over every rank's batch)
+    state = {k: v.detach().clone() for k, v in m.state_dict().items() if k.endswith("center") or "running_" in k}
+    return {"loss": float(all_reduce_mean(out["loss"].detach())), "grads": grads, "state": state}
+
+
+def one_process(method: str) -> dict:
+    m = build(method)
+    return step(m, m, batch())
+
+
+if __name__ == "__main__":
+    method, out = sys.argv[1], sys.argv[2]
+    rank, world = init_distributed()
+    assert world == 2, f"run under torchrun --nproc_per_node=2 (world size {world})"
+    m = build(method); sync_batchnorm(m)
+    ddp = torch.nn.parallel.DistributedDataParallel(m, broadcast_buffers=False)
+    r = step(m, ddp, batch()[rank * B:(rank + 1) * B])
+    if rank == 0: torch.save(r, out)
+    torch.distributed.destroy_process_group()

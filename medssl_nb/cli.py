@@ -334,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = PretrainConfig(**{k: getattr(args, k) for k in keys}, fractions=tuple(args.fractions), download=not args.no_download,
                                  progress=not args.no_progress)
             rank, world = init_distributed()   # under torchrun: one rank of a DDP run; otherwise a single process
-            rep = run_pretrain(cfg)
-            if rank != 0: return 0              # rank 0 evaluates, writes and reports
+            try: rep = run_pretrain(cfg)        # rank 0 evaluates and writes; the others wait for it below
+            finally:
+                if world > 1: torch.distributed.barrier(); torch.distributed.destroy_process_group()   # leave together
+            if rank != 0: return 0
             print(f"\n{cfg.method} on {rep['dataset']} ({'SYNTHETIC stand-in' if rep['data_source'] == 'synthetic' else 'MedMNIST, real data'}), "
                   f"seed {cfg.seed}, {cfg.epochs} epochs, {rep['pretrain_seconds']:.0f} s; final loss {rep['history'][-1]['loss']:.4f}, "
                   f"embedding std {rep['history'][-1]['emb_std']:.3f}")

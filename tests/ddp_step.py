@@ -1,4 +1,4 @@
-"""One training step of SimCLR or DINO for the two-process equivalence test (tests/test_distributed.py).
+"""One training step of SimCLR, MoCo v3 or DINO for the two-process equivalence test (tests/test_distributed.py).
 
 Under `torchrun --nproc_per_node=2 tests/ddp_step.py METHOD OUT`, each rank takes its half of a fixed batch of 2B images,
 runs the step through DistributedDataParallel with batch norm over the global batch, and rank 0 writes the loss
@@ -34,6 +34,9 @@ def build(method: str):
     if method == "simclr":
         m = build_method("simclr", enc, proj_hidden=64, proj_dim=32)
         m.augment = FixedViews()
+    elif method == "mocov3":
+        m = build_method("mocov3", enc, proj_hidden=64, proj_dim=32, pred_hidden=64)
+        m.augment = FixedViews()
     elif method == "dino":
         m = build_method("dino", enc, hidden=64, bottleneck=32, n_prototypes=64, n_local=2)
         g, l = FixedViews(), FixedViews(14)
@@ -65,4 +68,4 @@ if __name__ == "__main__":
     ddp = torch.nn.parallel.DistributedDataParallel(m, broadcast_buffers=False)
     r = step(m, ddp, batch()[rank * B:(rank + 1) * B])
     if rank == 0: torch.save(r, out)
-    torch.distributed.destroy_process_group()
+    torch.distributed.barrier(); torch.distributed.destroy_process_group()   # leave together

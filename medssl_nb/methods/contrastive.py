@@ -9,7 +9,7 @@ import torch.nn as nn
 from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
 from ..losses import nt_xent
-from ..distributed import nt_xent_global, all_gather_nograd
+from ..distributed import nt_xent_global, all_gather_nograd, dist_info
 from .base import SSLMethod, ProjectionHead, register_method, ema_update, cosine_momentum
 
 # %% auto #0
@@ -129,12 +129,13 @@ class MoCoV2(SSLMethod):
 
 # %% ../../nbs/methods/11_contrastive.ipynb #535911e1
 def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch."
+    "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch (of every rank's batch under DDP, as the paper gathers them)."
     if q.shape != k.shape or q.ndim != 2: raise MedSSLError(f"moco_v3_loss needs two (N, D) tensors of the same shape, got {tuple(q.shape)}, {tuple(k.shape)}.")
     if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    rank, world = dist_info()
+    q, k = F.normalize(q.float(), dim=1), F.normalize(all_gather_nograd(k).float(), dim=1)   # under DDP: the keys of every rank
     logits = q @ k.t() / temperature
-    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device) + rank * len(q))
 
 
 # %% ../../nbs/methods/11_contrastive.ipynb #db661a39

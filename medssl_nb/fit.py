@@ -194,9 +194,15 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
         if ckpt is not None and ((epoch + 1) % cfg.ckpt_every == 0 or epoch + 1 == end_epoch):
             ranks = [rng_state()]
             if world > 1: ranks = [None] * world; dist.all_gather_object(ranks, rng_state())   # every rank's random state
+            failed = None
             if rank == 0:
-                atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                   "epoch": epoch + 1, "rng": ranks[0], "rng_ranks": ranks, "world_size": world, "config": cfg.identity(),
-                                   "hparams": method.hparams(), "history": history}, ckpt)
+                try: atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                        "epoch": epoch + 1, "rng": ranks[0], "rng_ranks": ranks, "world_size": world, "config": cfg.identity(),
+                                        "hparams": method.hparams(), "history": history}, ckpt)
+                except MedSSLError as e: failed = e   # a full disk: the previous checkpoint is intact
+            if world > 1:   # every rank stops when rank 0 could not write, instead of waiting for it in the next step
+                flag = torch.tensor([float(failed is not None)], device=device); dist.broadcast(flag, 0)
+                if flag.item() and failed is None: raise MedSSLError(f"Rank 0 could not write {ckpt}; this rank stops too. See rank 0's message.")
+            if failed is not None: raise failed
     bar.close()
     return FitResult(method, history, resumed_from, time.perf_counter() - t_start, precision)

@@ -12,6 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import MedSSLError, set_seed, atomic_torch_save, atomic_write_text, provenance
+from .data import load_dataset, label_subset
+from .methods.base import build_method
+from .pretrain import build_encoder, CompareConfig, RunLog
+from .evaluate import embed, linear_probe, knn_predict
 
 # %% auto #0
 __all__ = ['BAD_INPUTS', 'BadInput', 'snapshot', 'run_bad_inputs', 'write_bad_inputs']
@@ -97,47 +101,47 @@ def _unwritable(folder):
 
 BAD_INPUTS = [
     # names
-    BadInput("unknown dataset flag", "names", lambda f, c: __import__("medssl_nb.data", fromlist=["x"]).load_dataset("breastmnst", download=False),
+    BadInput("unknown dataset flag", "names", lambda f, c: load_dataset("breastmnst", download=False),
              r"(?i)unknown .*dataset flag 'breastmnst'"),
-    BadInput("unknown method name", "names", lambda f, c: __import__("medssl_nb.methods.base", fromlist=["x"]).build_method("simclear", _resnet()),
+    BadInput("unknown method name", "names", lambda f, c: build_method("simclear", _resnet()),
              r"(?i)unknown method 'simclear'.*known methods"),
-    BadInput("unknown backbone", "names", lambda f, c: __import__("medssl_nb.pretrain", fromlist=["x"]).build_encoder("vgg", 1), r"(?i)unknown backbone"),
+    BadInput("unknown backbone", "names", lambda f, c: build_encoder("vgg", 1), r"(?i)unknown backbone"),
     # shapes
     BadInput("3D volumes to a 2D backbone (fit)", "shapes", lambda f, c: _fit(_simclr(ndim=2), _tiny_images(16, ndim=3), f), r"(?i)encoder is 2D.*ndim=3"),
     BadInput("2D images to a 3D backbone (fit)", "shapes", lambda f, c: _fit(_simclr(ndim=3), _tiny_images(16, ndim=2), f), r"(?i)encoder is 3D.*ndim=2"),
-    BadInput("3D volumes to a 2D encoder (embed)", "shapes", lambda f, c: __import__("medssl_nb.evaluate", fromlist=["x"]).embed(_resnet(2), _tiny_images(4, ndim=3)),
+    BadInput("3D volumes to a 2D encoder (embed)", "shapes", lambda f, c: embed(_resnet(2), _tiny_images(4, ndim=3)),
              r"(?i)encoder is 2D.*ndim=3"),
     BadInput("wrong channel count (fit)", "shapes", lambda f, c: _fit(_simclr(in_chans=3), _tiny_images(16, channels=1), f), r"(?i)takes 3 channel.*have 1"),
-    BadInput("wrong channel count (embed)", "shapes", lambda f, c: __import__("medssl_nb.evaluate", fromlist=["x"]).embed(_resnet(2, 3), _tiny_images(4)),
+    BadInput("wrong channel count (embed)", "shapes", lambda f, c: embed(_resnet(2, 3), _tiny_images(4)),
              r"(?i)takes 3 channel.*have 1"),
-    BadInput("ViT patch that does not divide the image", "shapes", lambda f, c: __import__("medssl_nb.pretrain", fromlist=["x"]).build_encoder("vit", 1, size=28, patch=5),
+    BadInput("ViT patch that does not divide the image", "shapes", lambda f, c: build_encoder("vit", 1, size=28, patch=5),
              r"(?i)patch 5 does not divide.*28"),
     BadInput("images with no channel axis", "shapes", lambda f, c: _fit(_simclr(), _tiny_images(16)[:, 0], f), r"(?i)shape"),
     # label fractions
-    BadInput("label fraction 0", "labels", lambda f, c: __import__("medssl_nb.data", fromlist=["x"]).label_subset(_labels(), 0.0), r"(?i)fraction must be in \(0, 1\]"),
-    BadInput("label fraction above 1", "labels", lambda f, c: __import__("medssl_nb.data", fromlist=["x"]).label_subset(_labels(), 1.5), r"(?i)fraction must be in \(0, 1\]"),
+    BadInput("label fraction 0", "labels", lambda f, c: label_subset(_labels(), 0.0), r"(?i)fraction must be in \(0, 1\]"),
+    BadInput("label fraction above 1", "labels", lambda f, c: label_subset(_labels(), 1.5), r"(?i)fraction must be in \(0, 1\]"),
     BadInput("label fraction too small for one example per class", "labels",
-             lambda f, c: __import__("medssl_nb.data", fromlist=["x"]).label_subset(np.r_[np.zeros(500), np.ones(46)], 0.001), r"(?i)one example per class"),
+             lambda f, c: label_subset(np.r_[np.zeros(500), np.ones(46)], 0.001), r"(?i)one example per class"),
     BadInput("label fraction 0 in a study config", "labels",
-             lambda f, c: __import__("medssl_nb.pretrain", fromlist=["x"]).CompareConfig(fractions=(0.0,), out=str(f / "out")).validate(), r"(?i)fraction"),
+             lambda f, c: CompareConfig(fractions=(0.0,), out=str(f / "out")).validate(), r"(?i)fraction"),
     # values
     BadInput("float images with NaN (fit)", "values", lambda f, c: _fit(_simclr(), _tiny_images(16).float() * float("nan"), f), r"(?i)uint8"),
     BadInput("float images with NaN (embed)", "values",
-             lambda f, c: __import__("medssl_nb.evaluate", fromlist=["x"]).embed(_resnet(), torch.full((4, 1, 28, 28), float("nan"))), r"(?i)NaN or inf values"),
+             lambda f, c: embed(_resnet(), torch.full((4, 1, 28, 28), float("nan"))), r"(?i)NaN or inf values"),
     BadInput("NaN features (linear probe)", "values",
-             lambda f, c: __import__("medssl_nb.evaluate", fromlist=["x"]).linear_probe(_feats(bad=np.nan), _labels(), _feats(), "binary-class"), r"(?i)f_train holds 1 NaN or inf"),
+             lambda f, c: linear_probe(_feats(bad=np.nan), _labels(), _feats(), "binary-class"), r"(?i)f_train holds 1 NaN or inf"),
     BadInput("inf features (kNN)", "values",
-             lambda f, c: __import__("medssl_nb.evaluate", fromlist=["x"]).knn_predict(_feats(), _labels(), _feats(bad=np.inf), 2), r"(?i)f_test holds 1 NaN or inf"),
+             lambda f, c: knn_predict(_feats(), _labels(), _feats(bad=np.inf), 2), r"(?i)f_test holds 1 NaN or inf"),
     BadInput("NaN loss during training", "values", lambda f, c: _fit(_nan_loss_method(), _tiny_images(32), f), r"(?i)loss became nan.*nothing from this step"),
     BadInput("learning rate NaN", "values", lambda f, c: _fit(_simclr(), _tiny_images(16), f, lr=float("nan")), r"(?i)lr must be positive and finite"),
     # files
-    BadInput("corrupt npz", "files", lambda f, c: __import__("medssl_nb.data", fromlist=["x"]).load_dataset("breastmnist", root=f / "in", download=False),
+    BadInput("corrupt npz", "files", lambda f, c: load_dataset("breastmnist", root=f / "in", download=False),
              r"(?i)(md5|corrupt|damaged|checksum)", prepare=_write_garbage_npz),
     BadInput("missing MedMNIST file, offline", "files", lambda f, c: _missing(f), r"(?i)(not found|no .*file|cannot find|download)"),
     BadInput("results file from an older version", "files",
-             lambda f, c: __import__("medssl_nb.pretrain", fromlist=["x"]).RunLog(f / "out", c), r"(?i)older version", prepare=_old_results),
+             lambda f, c: RunLog(f / "out", c), r"(?i)older version", prepare=_old_results),
     BadInput("damaged results file", "files",
-             lambda f, c: __import__("medssl_nb.pretrain", fromlist=["x"]).RunLog(f / "out", c), r"(?i)(damaged|cannot be read)", prepare=_damaged_results),
+             lambda f, c: RunLog(f / "out", c), r"(?i)(damaged|cannot be read)", prepare=_damaged_results),
     BadInput("checkpoint of another method", "files", lambda f, c: _fit(_simclr(), c, f), r"(?i)written by", prepare=_other_method_checkpoint),
     BadInput("corrupt checkpoint", "files", lambda f, c: _fit(_simclr(), _tiny_images(), f), r"(?i)cannot read checkpoint", prepare=_corrupt_checkpoint),
     BadInput("output folder under a file", "files", lambda f, c: atomic_torch_save({}, f / "a_file" / "sub" / "last.pt"), r"(?i)writable", prepare=_unwritable),

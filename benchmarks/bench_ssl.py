@@ -111,7 +111,7 @@ def op_breakdown(method, images: torch.Tensor, batch: int, precision: str, seed:
             "top_ops": "; ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top)}
 
 
-def lever_rows(images, batch, warmup, steps, seed, peak) -> list[dict]:
+def lever_rows(images, batch, warmup, steps, seed) -> list[dict]:
     "SimCLR's step under each lever this CPU can try: memory format, torch.compile, thread count, precision."
     rows = []
     def one(name, m, precision="fp32", threads=None, fmt=True, bs=batch):
@@ -234,7 +234,7 @@ def main(argv=None):
             rows.append({"impl": "lightly", "method": method, "setting": f"lightly {lightly.__version__} transforms + DataLoader(num_workers={w})",
                          "workers": w, "precision": "fp32", "flops_per_step": t["flops"], **stats(args.batch, t["step_s"])})
             print(rows[-1], flush=True)
-    if args.levers: rows += lever_rows(x, args.batch, args.warmup, args.steps, args.seed, peaks)
+    if args.levers: rows += lever_rows(x, args.batch, args.warmup, args.steps, args.seed)
     df = pd.DataFrame(rows)
     df["batch_size"] = df.get("batch_size", pd.Series(dtype=float)).fillna(args.batch)
     df["threads"] = df.get("threads", pd.Series(dtype=float)).fillna(torch.get_num_threads())

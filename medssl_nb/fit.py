@@ -13,7 +13,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std, collapse_floor
-from .distributed import all_reduce_mean, local_device, sync_batchnorm
+from .distributed import all_reduce_mean, dist_info, local_device, sync_batchnorm
 from .evaluate import check_encoder_input
 
 # %% auto #0
@@ -64,10 +64,6 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) ->
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)[rank::world]
 
-def _dist():
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
 def rng_state() -> dict:
     s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
@@ -105,7 +101,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     "Pretrain `method` on uint8 `images` under `cfg`; resume from `cfg.ckpt_dir/last.pt` when present. `stop_after_epochs` ends this call early (for time-sliced runs and tests)."
     cfg = (cfg or FitConfig()).validate(); _check_images(images)
     check_encoder_input(method.encoder, images, f"fit ({method.name})")   # 2D vs 3D, channels: before anything is built or written
-    rank, world = _dist()
+    rank, world = dist_info()
     device = (local_device() if world > 1 else default_device()) if cfg.device == "auto" else torch.device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     method.to(device)

@@ -251,6 +251,7 @@ def main(argv=None):
                       lightly=lightly.__version__, peaks=peaks, native_bf16=cpu_supports_bf16(), precision=precision,
                       torch_threads=torch.get_num_threads(), dataset=d.name, n_images=len(x), seconds=None)
     df["commit"], df["dirty"] = prov.get("commit"), prov.get("dirty")
+    df["cpu"], df["native_bf16"] = prov["hardware"]["cpu"], cpu_supports_bf16()   # every row names the kind of machine it ran on
     if args.ttq:
         dq = load_dataset("breastmnist", size=28, download=False)
         ttq = time_to_quality(args, dq, out.parent)

@@ -10,12 +10,24 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params',
-           'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
+__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'BasicBlock', 'Bottleneck',
+           'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block',
+           'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
+
+# %% ../nbs/03_backbones.ipynb #a7c530a8
+class _Fp32Norm:
+    "Mixin for a torch normalisation layer: compute in float32 (also under bf16/fp16 autocast), return the input's dtype."
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+class BatchNorm1dFp32(_Fp32Norm, nn.BatchNorm1d): "`nn.BatchNorm1d` computed in float32."
+class BatchNorm2dFp32(_Fp32Norm, nn.BatchNorm2d): "`nn.BatchNorm2d` computed in float32."
+class BatchNorm3dFp32(_Fp32Norm, nn.BatchNorm3d): "`nn.BatchNorm3d` computed in float32."
+class LayerNormFp32(_Fp32Norm, nn.LayerNorm): "`nn.LayerNorm` computed in float32."
 
 # %% ../nbs/03_backbones.ipynb #9ceba8b1
 def _conv(ndim): return nn.Conv2d if ndim == 2 else nn.Conv3d
-def _bn(ndim): return nn.BatchNorm2d if ndim == 2 else nn.BatchNorm3d
+def _bn(ndim): return BatchNorm2dFp32 if ndim == 2 else BatchNorm3dFp32
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -136,8 +148,8 @@ class Block(nn.Module):
     "Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1, self.attn = LayerNormFp32(dim, eps=1e-6), Attention(dim, heads)
+        self.norm2 = LayerNormFp32(dim, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
@@ -174,7 +186,7 @@ class ViT(nn.Module):
         else: self.register_buffer("pos", pe)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if pool == "cls" else None
         self.blocks = nn.ModuleList([Block(dim, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = LayerNormFp32(dim, eps=1e-6)
         self.apply(init_vit_weights)
         nn.init.xavier_uniform_(self.proj.weight.view(dim, -1)); nn.init.zeros_(self.proj.bias)
         if self.cls_token is not None: nn.init.normal_(self.cls_token, std=0.02)

@@ -4,16 +4,17 @@
 
 # %% ../nbs/00_core.ipynb #c2c903e1
 from __future__ import annotations
-import os, sys, json, random, platform, subprocess, tempfile, time, contextlib, datetime
+import os, sys, json, random, platform, subprocess, tempfile, time, contextlib, datetime, functools
 from pathlib import Path
 from typing import Any
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'resolve_precision', 'autocast', 'channels_last_ok',
-           'fast_memory_format', 'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'gaussian_blur',
-           'git_commit', 'hardware_info', 'provenance']
+__all__ = ['BF16_MIN_SPEEDUP', 'MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'choose_precision',
+           'resolve_precision', 'autocast', 'precision_cache_file', 'backbone_key', 'bf16_probe', 'in_fp32',
+           'channels_last_ok', 'fast_memory_format', 'atomic_write', 'atomic_torch_save', 'atomic_write_text',
+           'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -31,21 +32,36 @@ def default_device() -> torch.device:
     "The first CUDA device when one is visible, else the CPU."
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
+@functools.lru_cache(maxsize=1)
 def cpu_supports_bf16() -> bool:
     "True when this CPU has native bf16 instructions (AVX-512 BF16 or AMX-BF16), read from `/proc/cpuinfo`."
     try: flags = Path("/proc/cpuinfo").read_text()
     except OSError: return False
     return ("avx512_bf16" in flags) or ("amx_bf16" in flags)
 
-def resolve_precision(precision: str = "auto", device: torch.device | str = "cpu") -> str:
-    "Turn `'auto'|'bf16'|'fp32'` into the precision that will run on `device`: `'bf16'` or `'fp32'`."
+def _check_precision(precision: str):
     if precision not in ("auto", "bf16", "fp32"):
         raise MedSSLError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}.")
-    dev = torch.device(device)
-    if precision == "fp32": return "fp32"
-    ok = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_supports_bf16()
-    if precision == "bf16": return "bf16"  # asked for explicitly: honour it even where it is slow
-    return "bf16" if ok else "fp32"
+
+def choose_precision(precision: str = "auto", device: torch.device | str = "cpu", module: torch.nn.Module | None = None,
+                     example: torch.Tensor | None = None) -> dict:
+    "What runs for the wish `precision` on `device`, and why: `{'precision': 'bf16'|'fp32', 'reason': ...}`. Given a `module` and an `example` input on a CPU with native bf16, `'auto'` picks bf16 only where `bf16_probe` measured it faster and safe for that backbone (cached per machine)."
+    _check_precision(precision); dev = torch.device(device)
+    if precision != "auto": return {"precision": precision, "reason": "asked for" + ("" if precision == "fp32" or dev.type == "cuda" or cpu_supports_bf16()
+                                                                             else " (emulated on this CPU: several times slower than fp32)")}
+    if dev.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return {"precision": "bf16" if ok else "fp32", "reason": "GPU " + ("with" if ok else "without") + " bf16 support"}
+    if not cpu_supports_bf16(): return {"precision": "fp32", "reason": "this CPU has no native bf16 (emulated bf16 is several times slower)"}
+    if module is None or example is None: return {"precision": "bf16", "reason": "CPU with native bf16 (no backbone given to measure)"}
+    m = bf16_probe(module, example)
+    return {"precision": m["precision"], "reason": f"measured for this backbone on this CPU: bf16 {m['speedup']:.2f}x fp32"
+            + ("" if m["safe"] else ", but not repeatable or not finite") + (" (cached)" if m.get("cached") else "")}
+
+def resolve_precision(precision: str = "auto", device: torch.device | str = "cpu", module: torch.nn.Module | None = None,
+                      example: torch.Tensor | None = None) -> str:
+    "Turn `'auto'|'bf16'|'fp32'` into the precision that will run on `device`: `'bf16'` or `'fp32'` (see `choose_precision`)."
+    return choose_precision(precision, device, module, example)["precision"]
 
 def autocast(precision: str, device: torch.device | str = "cpu"):
     "A context manager running the enclosed forward pass in `precision` (`'bf16'` uses torch autocast; `'fp32'` does nothing)."
@@ -53,6 +69,70 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
     if resolve_precision(precision, dev) == "bf16":
         return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+# %% ../nbs/00_core.ipynb #0b7b978e
+BF16_MIN_SPEEDUP = 1.1   # 'auto' takes bf16 on a CPU only when a step is at least this much faster than in fp32
+
+def precision_cache_file() -> Path:
+    "Where measured precision choices live: `$MEDSSL_CACHE/precision.json`, else `~/.cache/medssl_nb/precision.json`."
+    return Path(os.environ.get("MEDSSL_CACHE") or Path.home() / ".cache" / "medssl_nb") / "precision.json"
+
+def backbone_key(module: torch.nn.Module, shape: tuple) -> str:
+    "A name for a backbone at an input shape: its class, its size knobs and the shape (what the bf16 speed depends on)."
+    knobs = {k: getattr(module, k) for k in ("ndim", "depth", "width", "patch", "in_chans") if hasattr(module, k)}
+    return f"{type(module).__name__}{knobs} x {tuple(shape)}"
+
+def _fwd_bwd(module: torch.nn.Module, x: torch.Tensor, bf16: bool) -> tuple[float, list]:
+    module.zero_grad(set_to_none=True); t = time.perf_counter()
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = module(x)
+    out.float().square().mean().backward()
+    return time.perf_counter() - t, [p.grad.clone() for p in module.parameters() if p.grad is not None]
+
+def bf16_probe(module: torch.nn.Module, example: torch.Tensor, repeats: int = 3, use_cache: bool = True) -> dict:
+    "Time forward+backward of a copy of `module` on `example` in fp32 and in bf16 autocast, and check that bf16 gradients are finite and repeat bit for bit; `precision` is bf16 when it is safe and `BF16_MIN_SPEEDUP`× faster. Cached per CPU, torch version, threads and `backbone_key`."
+    import copy
+    key = " | ".join([hardware_info()["cpu"], torch.__version__, f"{torch.get_num_threads()} threads", backbone_key(module, example.shape)])
+    f = precision_cache_file()
+    cache = {}
+    if use_cache and f.exists():
+        with contextlib.suppress(ValueError, OSError): cache = json.loads(f.read_text())
+    if key in cache: return {**cache[key], "cached": True}
+    m = copy.deepcopy(module).train()
+    for n in m.modules():   # zero-initialised norm scales (a residual branch's last BN) would hide half the network from the backward
+        if isinstance(n, (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm)) and getattr(n, "weight", None) is not None:
+            with torch.no_grad(): n.weight.fill_(1.0)
+    x = example.detach().float()
+    times = {}
+    for bf16 in (False, True):
+        _fwd_bwd(m, x, bf16)                                               # warm-up: kernel selection, caches
+        times[bf16] = sorted(_fwd_bwd(m, x, bf16)[0] for _ in range(repeats))[repeats // 2]
+    state = copy.deepcopy(m.state_dict())
+    g1 = _fwd_bwd(m, x, True)[1]; m.load_state_dict(state); g2 = _fwd_bwd(m, x, True)[1]
+    safe = all(torch.isfinite(a).all() and torch.equal(a, b) for a, b in zip(g1, g2))
+    speedup = times[False] / times[True]
+    res = {"precision": "bf16" if safe and speedup >= BF16_MIN_SPEEDUP else "fp32", "speedup": speedup, "safe": bool(safe),
+           "fp32_s": times[False], "bf16_s": times[True]}
+    if use_cache:
+        with contextlib.suppress(OSError, MedSSLError): atomic_write_text(json.dumps({**cache, key: res}, indent=1), f)
+    return res
+
+# %% ../nbs/00_core.ipynb #c1418b1c
+def in_fp32(fn):
+    "Decorator for a loss: run `fn` with autocast off and every floating tensor argument (also inside lists and tuples) in float32."
+    def cast(a):
+        if torch.is_tensor(a): return a.float() if a.is_floating_point() else a
+        return type(a)(cast(v) for v in a) if isinstance(a, (list, tuple)) else a
+    def device_type(args) -> str:
+        for a in args:
+            if torch.is_tensor(a): return a.device.type
+            if isinstance(a, (list, tuple)) and a: return device_type(a)
+        return "cpu"
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast(device_type=device_type(list(args) + list(kwargs.values())), enabled=False):
+            return fn(*map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+    return wrapper
 
 # %% ../nbs/00_core.ipynb #94760e6a
 def channels_last_ok(module: torch.nn.Module) -> bool:

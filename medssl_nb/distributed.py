@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from .core import MedSSLError
+from .core import MedSSLError, in_fp32
 from .losses import nt_xent
 
 # %% auto #0
@@ -77,7 +77,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        if not self.training or dist_info()[1] == 1: return super().forward(x)
+        if not self.training or dist_info()[1] == 1: return super().forward(x.float()).to(x.dtype)   # float32, as every norm here
         from torch.distributed.nn.functional import all_reduce
         dims = [0, *range(2, x.ndim)]; shape = [1, -1] + [1] * (x.ndim - 2)
         xf = x.float()
@@ -110,6 +110,7 @@ def sync_batchnorm(module: nn.Module, _cls: type | None = None) -> nn.Module:
     return module
 
 # %% ../nbs/08_distributed.ipynb #670e2a50
+@in_fp32
 def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     "SimCLR's NT-Xent with the negatives of every rank: this rank's mean over its own anchors (`z1`, `z2` are its (B, D) projections). `nt_xent` in a single process."
     rank, world = dist_info()

@@ -77,6 +77,7 @@ def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512, precision:
     "Frozen features (N, D) of uint8 images `x` from `encoder`, as float32 NumPy."
     device = torch.device(device) if device else next(encoder.parameters()).device
     check_encoder_input(encoder, x, "embed")
+    precision = resolve_precision(precision, device, encoder, prepare(x[:min(batch_size, 64)].to(device)))
     was_training = encoder.training; encoder.eval()
     out = []
     try:
@@ -168,7 +169,9 @@ def class_balance(y: torch.Tensor, n_classes: int, multilabel: bool, balance: st
 @torch.no_grad()
 def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int = 512, precision: str = "auto") -> np.ndarray:
     "Probabilities of a classifier on uint8 images: softmax, or sigmoid for multi-label."
-    dev = next(model.parameters()).device; was = model.training; model.eval(); out = []
+    dev = next(model.parameters()).device
+    precision = resolve_precision(precision, dev, getattr(model, "encoder", model), prepare(x[:min(batch_size, 64)].to(dev)))
+    was = model.training; model.eval(); out = []
     for i in range(0, len(x), batch_size):
         with autocast(precision, dev): logits = model(prepare(x[i:i + batch_size].to(dev))).float()
         out.append((torch.sigmoid(logits) if task.startswith("multi-label") else logits.softmax(1)).cpu())
@@ -190,6 +193,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     fast_memory_format(model, train.x.ndim)
     if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0):
         raise MedSSLError(f"Need epochs >= 1, lr > 0 and encoder_lr >= 0; got epochs={epochs}, lr={lr}, encoder_lr={encoder_lr}.")
+    precision = resolve_precision(precision, device, model.encoder, prepare(train.x[:min(batch_size, 64)].to(device)))
     opt = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": lr if encoder_lr is None else encoder_lr},
                             {"params": model.fc.parameters(), "lr": lr}])
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, resolve_precision, autocast, atomic_torch_save, default_device, fast_memory_format
+from .core import MedSSLError, set_seed, resolve_precision, choose_precision, autocast, atomic_torch_save, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std, collapse_floor
 from .distributed import all_reduce_mean, dist_info, local_device, sync_batchnorm
 from .evaluate import check_encoder_input
@@ -88,12 +88,20 @@ class FitResult:
     resumed_from: int | None = None
     wall_time: float = 0.0
     precision: str = "fp32"
+    precision_reason: str = ""   # why that precision: asked for, the CPU has no bf16, or measured for this backbone
 
 def _check_images(images):
     if not isinstance(images, torch.Tensor): raise MedSSLError(f"fit expects a uint8 image tensor, got {type(images).__name__}.")
     if images.dtype != torch.uint8: raise MedSSLError(f"fit expects uint8 images (as load_dataset returns them), got {images.dtype}.")
     if images.ndim not in (4, 5): raise MedSSLError(f"fit expects images (N, C, H, W) or (N, C, D, H, W), got shape {tuple(images.shape)}.")
     if len(images) < 2: raise MedSSLError("fit needs at least 2 images.")
+
+def _pick_precision(wish: str, device, method: SSLMethod, images: torch.Tensor, batch_size: int, world: int) -> tuple[str, str]:
+    "The precision `fit` trains in, and why: `choose_precision` for the encoder at a training batch; under DDP, rank 0 decides for every rank."
+    from medssl_nb.views import prepare
+    c = choose_precision(wish, device, method.encoder, prepare(images[:min(batch_size, 64)]).to(device)) if dist_info()[0] == 0 else None
+    if world > 1: box = [c]; dist.broadcast_object_list(box, 0); c = box[0]
+    return c["precision"], c["reason"]
 
 # %% ../nbs/05_fit.ipynb #4403d837
 def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, resume: bool = True,
@@ -103,7 +111,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     check_encoder_input(method.encoder, images, f"fit ({method.name})")   # 2D vs 3D, channels: before anything is built or written
     rank, world = dist_info()
     device = (local_device() if world > 1 else default_device()) if cfg.device == "auto" else torch.device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    precision, why = _pick_precision(cfg.precision, device, method, images, cfg.batch_size, world)
     method.to(device)
     fast_memory_format(method, images.ndim)  # channels_last for 2D conv nets, except shapes oneDNN mishandles
     model = method
@@ -201,4 +209,4 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
                 if flag.item() and failed is None: raise MedSSLError(f"Rank 0 could not write {ckpt}; this rank stops too. See rank 0's message.")
             if failed is not None: raise failed
     bar.close()
-    return FitResult(method, history, resumed_from, time.perf_counter() - t_start, precision)
+    return FitResult(method, history, resumed_from, time.perf_counter() - t_start, precision, why)

@@ -6,12 +6,13 @@
 from __future__ import annotations
 import torch
 import torch.nn.functional as F
-from .core import MedSSLError
+from .core import MedSSLError, in_fp32
 
 # %% auto #0
 __all__ = ['nt_xent', 'nt_xent_reference']
 
 # %% ../nbs/04_losses.ipynb #7691bd3f
+@in_fp32
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     "SimCLR's NT-Xent loss for two batches of projections `z1`, `z2` (N, D), where `z1[i]` and `z2[i]` are a positive pair."
     if z1.shape != z2.shape or z1.ndim != 2:

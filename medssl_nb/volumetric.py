@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, git_commit, autocast
 from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset
 from .views import prepare
-from .backbones import ViT, ResNet
+from .backbones import ViT, ResNet, BatchNorm3dFp32
 from .fit import fit, FitConfig
 from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci
 from .methods.base import build_method, collapse_floor, METHODS
@@ -253,10 +253,10 @@ class SegmentationHead(nn.Module):
         for p in self.encoder.parameters(): p.requires_grad_(False)
         cin = encoder.in_chans
         self.proj = nn.Conv3d(encoder.feat_dim, hidden, 1)
-        self.adapter = nn.Sequential(nn.Conv3d(cin, adapter_width, 3, padding=1), nn.BatchNorm3d(adapter_width), nn.ReLU(inplace=True),
-                                     nn.Conv3d(adapter_width, adapter_width, 3, padding=1), nn.BatchNorm3d(adapter_width), nn.ReLU(inplace=True)) if adapter else None
+        self.adapter = nn.Sequential(nn.Conv3d(cin, adapter_width, 3, padding=1), BatchNorm3dFp32(adapter_width), nn.ReLU(inplace=True),
+                                     nn.Conv3d(adapter_width, adapter_width, 3, padding=1), BatchNorm3dFp32(adapter_width), nn.ReLU(inplace=True)) if adapter else None
         cat = hidden + (adapter_width if adapter else 0)
-        self.classifier = nn.Sequential(nn.Conv3d(cat, hidden, 3, padding=1), nn.BatchNorm3d(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, n_classes, 1))
+        self.classifier = nn.Sequential(nn.Conv3d(cat, hidden, 3, padding=1), BatchNorm3dFp32(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, n_classes, 1))
 
     def train(self, mode: bool = True):
         super().train(mode); self.encoder.eval(); return self      # the encoder stays frozen, in eval mode

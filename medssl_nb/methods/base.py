@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import MedSSLError
+from ..backbones import BatchNorm1dFp32
 
 # %% auto #0
 __all__ = ['COLLAPSE_FRACTION', 'METHODS', 'SSLMethod', 'ProjectionHead', 'make_target', 'ema_update', 'cosine_momentum',
@@ -45,9 +46,9 @@ class ProjectionHead(nn.Sequential):
     "MLP head: (`layers`-1) × [Linear, BatchNorm1d, ReLU] then Linear(`hidden`→`out`)."
     def __init__(self, in_dim: int, hidden: int = 512, out: int = 128, layers: int = 2, last_bn: bool = False):
         mods, d = [], in_dim
-        for _ in range(layers - 1): mods += [nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]; d = hidden
+        for _ in range(layers - 1): mods += [nn.Linear(d, hidden, bias=False), BatchNorm1dFp32(hidden), nn.ReLU(inplace=True)]; d = hidden
         mods.append(nn.Linear(d, out, bias=not last_bn))
-        if last_bn: mods.append(nn.BatchNorm1d(out, affine=False))
+        if last_bn: mods.append(BatchNorm1dFp32(out, affine=False))
         super().__init__(*mods)
 
 # %% ../../nbs/methods/10_interface.ipynb #632fe80c

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import BatchAugment, ViewConfig
 from ..losses import nt_xent
 from ..distributed import nt_xent_global, all_gather_nograd, dist_info
@@ -40,6 +40,7 @@ import copy, math
 import torch.nn.functional as F
 
 # %% ../../nbs/methods/11_contrastive.ipynb #e7a8b4f9
+@in_fp32
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     "MoCo's InfoNCE: each query `q[i]` (N, D) must pick its key `k[i]` out of {k[i]} ∪ `queue` (K, D). Inputs are ℓ2-normalised here."
     if q.shape != k.shape or q.ndim != 2 or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
@@ -128,6 +129,7 @@ class MoCoV2(SSLMethod):
         if self._pending is not None: self.enqueue(self._pending); self._pending = None
 
 # %% ../../nbs/methods/11_contrastive.ipynb #535911e1
+@in_fp32
 def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch (of every rank's batch under DDP, as the paper gathers them)."
     if q.shape != k.shape or q.ndim != 2: raise MedSSLError(f"moco_v3_loss needs two (N, D) tensors of the same shape, got {tuple(q.shape)}, {tuple(k.shape)}.")

@@ -8,15 +8,17 @@ import copy, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import BatchAugment, ViewConfig
 from .base import SSLMethod, ProjectionHead, register_method, make_target, ema_update, cosine_momentum
 from ..distributed import all_reduce_mean
+from ..backbones import BatchNorm1dFp32
 
 # %% auto #0
 __all__ = ['byol_loss', 'BYOL', 'negative_cosine', 'SimSiam', 'dino_loss', 'dino_center_update', 'DINOHead', 'DINO']
 
 # %% ../../nbs/methods/13_distillation.ipynb #eca10360
+@in_fp32
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     "BYOL's normalised MSE, averaged over the batch: ||p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z). Detach `z` yourself (stop-gradient)."
     return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).mean()
@@ -49,6 +51,7 @@ class BYOL(SSLMethod):
         ema_update(self.target, nn.Sequential(self.encoder, self.projector), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
 
 # %% ../../nbs/methods/13_distillation.ipynb #531ffda1
+@in_fp32
 def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     "SimSiam's D(p, z) = -cos(p, z), averaged over the batch. Detach `z` yourself (stop-gradient)."
     return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
@@ -76,6 +79,7 @@ class SimSiam(SSLMethod):
         return {"loss": loss, "emb": z.chunk(2)[0]}
 
 # %% ../../nbs/methods/13_distillation.ipynb #3692fc1c
+@in_fp32
 def dino_loss(student: list, teacher: list, center: torch.Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     "DINO's cross-entropy H(P_t, P_s) = -sum_k P_t log P_s, averaged over the batch and over every (teacher view, student view) pair except same-view pairs. `student`: V tensors (B, K), the first `len(teacher)` of them from the same global crops as `teacher`."
     if len(student) < 2 or not teacher: raise MedSSLError("dino_loss needs at least 2 student views and 1 teacher view.")
@@ -101,7 +105,7 @@ class DINOHead(nn.Module):
         super().__init__()
         if layers < 2: raise MedSSLError(f"DINOHead needs layers >= 2, got {layers}.")
         mods, d = [], in_dim
-        for _ in range(layers - 1): mods += [nn.Linear(d, hidden)] + ([nn.BatchNorm1d(hidden)] if use_bn else []) + [nn.GELU()]; d = hidden
+        for _ in range(layers - 1): mods += [nn.Linear(d, hidden)] + ([BatchNorm1dFp32(hidden)] if use_bn else []) + [nn.GELU()]; d = hidden
         mods.append(nn.Linear(d, bottleneck))
         self.mlp = nn.Sequential(*mods)
         for m in self.mlp:
@@ -109,8 +113,8 @@ class DINOHead(nn.Module):
         self.prototypes = nn.Parameter(torch.randn(n_prototypes, bottleneck) / bottleneck ** 0.5)  # direction v of w = g v/|v|, g = 1
 
     def forward(self, x: torch.Tensor, return_bottleneck: bool = False):
-        b = F.normalize(self.mlp(x), dim=-1)
-        out = F.linear(b, F.normalize(self.prototypes, dim=-1))
+        b = F.normalize(self.mlp(x).float(), dim=-1)   # in float32 under autocast too
+        out = F.linear(b, F.normalize(self.prototypes.float(), dim=-1))
         return (out, b) if return_bottleneck else out
 
 # %% ../../nbs/methods/13_distillation.ipynb #b5998640

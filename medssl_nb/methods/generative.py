@@ -9,9 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import to_float, normalize, prepare, BatchAugment, ViewConfig
 from .base import SSLMethod, register_method
+from ..backbones import BatchNorm2dFp32
 
 # %% auto #0
 __all__ = ['ConvDecoder', 'corrupt', 'dae_loss', 'DenoisingAutoencoder', 'gaussian_kl', 'vae_loss', 'VAE', 'embed_mu',
@@ -32,10 +33,10 @@ class ConvDecoder(nn.Module):
         c0 = 4 * width
         self.from_map, self.base, self.c0, self.out_act = from_map, base, c0, out_act
         self.inp = nn.Conv2d(in_dim, c0, 1) if from_map else nn.Linear(in_dim, c0 * base * base)
-        self.inp_bn = nn.BatchNorm2d(c0)
+        self.inp_bn = BatchNorm2dFp32(c0)
         chans = [c0, 2 * width, width]
         self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, bias=False) for a, b in zip(chans, chans[1:]))
-        self.bns = nn.ModuleList(nn.BatchNorm2d(b) for b in chans[1:])
+        self.bns = nn.ModuleList(BatchNorm2dFp32(b) for b in chans[1:])
         self.out = nn.ConvTranspose2d(width, out_chans, 3, stride=2, padding=1)
 
     def forward(self, z: torch.Tensor, size: int) -> torch.Tensor:
@@ -56,6 +57,7 @@ def corrupt(x01: torch.Tensor, noise_std: float = 0.2, mask_ratio: float = 0.25,
     noise = torch.randn(x01.shape, device=x01.device, generator=gen, dtype=x01.dtype) * noise_std
     return (x01 + noise) * keep, 1 - keep
 
+@in_fp32
 def dae_loss(recon: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     "Squared reconstruction error of the clean image, averaged over pixels, channels and the batch."
     return (recon.float() - clean.float()).pow(2).mean()
@@ -95,6 +97,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
 
+@in_fp32
 def vae_loss(recon, x, mu, logvar, beta: float = 1.0, pixel_std: float = 0.1) -> dict:
     "Negative ELBO per pixel: Gaussian reconstruction NLL with fixed std `pixel_std` (constant dropped) + `beta` × KL, averaged over the batch and divided by the pixels per image."
     n_pix = x[0].numel()
@@ -153,10 +156,12 @@ def embed_mu(method: VAE, x: torch.Tensor, batch_size: int = 512):
     return torch.cat(out).numpy()
 
 # %% ../../nbs/methods/15_generative.ipynb #0218f502
+@in_fp32
 def gan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     "Discriminator loss of Goodfellow et al. (2014) on logits: -log D(x) - log(1 - D(G(z))), batch means."
     return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
 
+@in_fp32
 def gan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
     "Non-saturating generator loss on logits: -log D(G(z)), batch mean."
     return F.softplus(-d_fake.float()).mean()
@@ -212,6 +217,7 @@ def ycbcr_to_rgb(y: torch.Tensor) -> torch.Tensor:
     "Inverse of `rgb_to_ycbcr`."
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YCC).to(y), y)
 
+@in_fp32
 def colorization_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     "Squared error of the predicted chroma (Cb, Cr), averaged over pixels, both channels and the batch."
     return (pred.float() - target.float()).pow(2).mean()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import BatchAugment, ViewConfig
 from .base import SSLMethod, ProjectionHead, register_method
 
@@ -19,6 +19,7 @@ __all__ = ['NEIGHBOURS', 'pretext_cross_entropy', 'rotate90', 'rotation_batch', 
            'RelativePatchPosition']
 
 # %% ../../nbs/methods/12_innate.ipynb #a1000006
+@in_fp32
 def pretext_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     "Mean cross-entropy of `logits` (N, K) against self-made pretext labels `labels` (N,) in [0, K)."
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):

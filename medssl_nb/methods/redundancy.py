@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import BatchAugment, ViewConfig
 from .base import SSLMethod, ProjectionHead, register_method
 
@@ -32,6 +32,7 @@ def off_diagonal(c: torch.Tensor) -> torch.Tensor:
     n = c.shape[0]
     return c.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
+@in_fp32
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> torch.Tensor:
     "Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij² for the cross-correlation C of `z1`, `z2` (N, D)."
     if lambd < 0: raise MedSSLError(f"lambd must be >= 0, got {lambd}.")
@@ -71,6 +72,7 @@ def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0, eps: fl
         return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
     return {"invariance": inv, "variance": var, "covariance": cov(z1) + cov(z2)}
 
+@in_fp32
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
                 gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     "λ s(Z, Z') + μ [v(Z) + v(Z')] + ν [c(Z) + c(Z')] (VICReg, Eq. 6)."

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-from ..core import MedSSLError
-from ..backbones import Block, init_vit_weights, sincos_pos_embed
+from ..core import MedSSLError, in_fp32
+from ..backbones import Block, init_vit_weights, sincos_pos_embed, LayerNormFp32
 from ..views import BatchAugment, ViewConfig
 from .base import SSLMethod, register_method
 
@@ -84,12 +84,14 @@ def norm_pix_targets(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     var = patches.var(-1, keepdim=True, unbiased=False)
     return (patches - mean) / (var + eps).sqrt()
 
+@in_fp32
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "MAE loss: mean squared error per patch, averaged over the *masked* patches only. pred/target (B, N, P), mask (B, N)."
     per_patch = (pred.float() - target.float()).pow(2).mean(-1)
     m = mask.float()
     return (per_patch * m).sum() / m.sum().clamp(min=1)
 
+@in_fp32
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "SimMIM loss: mean absolute error over the pixels of the masked patches only."
     per_patch = (pred.float() - target.float()).abs().mean(-1)
@@ -112,7 +114,7 @@ class MAE(SSLMethod):
         self.decoder_embed = nn.Linear(encoder.feat_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.decoder = nn.ModuleList([Block(decoder_dim, decoder_heads) for _ in range(decoder_depth)])
-        self.decoder_norm = nn.LayerNorm(decoder_dim, eps=1e-6)
+        self.decoder_norm = LayerNormFp32(decoder_dim, eps=1e-6)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch_px)
         for m in (self.decoder_embed, self.decoder, self.decoder_norm, self.decoder_pred): m.apply(init_vit_weights)
         nn.init.normal_(self.mask_token, std=0.02)

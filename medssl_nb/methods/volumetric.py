@@ -9,7 +9,7 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError
+from ..core import MedSSLError, in_fp32
 from ..views import to_float, normalize
 from .base import SSLMethod, register_method, make_target, ema_update, cosine_momentum
 from .distillation import DINOHead, dino_loss, dino_center_update
@@ -107,6 +107,7 @@ def ibot_masks(batch: int, n_tokens: int, ratio: tuple = (0.1, 0.5), p: float = 
     rank = torch.rand(batch, n_tokens, generator=gen).argsort(1).argsort(1)
     return (rank < k[:, None]).to(device)
 
+@in_fp32
 def ibot_patch_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, center: torch.Tensor,
                     student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     "iBOT's masked-token loss: H(P_t, P_s) at each masked token, averaged over the masked tokens of each volume, then over the volumes with any. `student`/`teacher` (B, N, K) logits, `mask` (B, N), `center` (1, K)."
@@ -119,6 +120,7 @@ def ibot_patch_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Te
     if not has.any(): return student.float().sum() * 0.0        # no masked token in the batch: zero, graph kept
     return ((per_token * m).sum(1) / n.clamp(min=1))[has].mean()
 
+@in_fp32
 def koleo_loss(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     "KoLeo regulariser: −mean_i log ρ_i, ρ_i the distance from ℓ2-normalised z_i to its nearest other row (Sablayrolles et al. 2019; DINOv2)."
     if z.ndim != 2 or len(z) < 2: raise MedSSLError(f"koleo_loss needs a batch (B >= 2, D) of features, got shape {tuple(z.shape)}.")

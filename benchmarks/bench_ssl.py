@@ -2,7 +2,7 @@
 same data, backbone, batch size and augmentation settings, in one run on one machine.
 
     pip install -r benchmarks/requirements.txt          # lightly, for the benchmark only
-    MEDSSL_DATA=../shared/data/medmnist python benchmarks/bench_ssl.py --out results/benchmarks.csv
+    MEDSSL_DATA=/path/to/medmnist python benchmarks/bench_ssl.py --out results/benchmarks.csv
 
 Rows (one per implementation x method, plus the augmentation-alone row and the lever rows):
 images/s and views/s as the median over timed steps with the quartiles as spread, the ratio to lightly's faster
@@ -24,7 +24,7 @@ from medssl_nb.core import provenance, resolve_precision, autocast, atomic_write
 from medssl_nb.compute import matmul_peak, step_flops, time_steps  # noqa: E402
 from medssl_nb.data import load_dataset  # noqa: E402
 from medssl_nb.views import BatchAugment  # noqa: E402
-from medssl_nb.pretrain import build_encoder  # noqa: E402
+from medssl_nb.study import build_encoder  # noqa: E402
 from medssl_nb.methods.base import build_method  # noqa: E402
 
 BACKBONE = {"simclr": "resnet", "byol": "resnet", "dino": "resnet", "mae": "vit"}
@@ -154,8 +154,8 @@ def time_to_quality(args, d, out_dir: Path) -> pd.DataFrame:
     "The quickstart's SimCLR (BreastMNIST, 50 epochs, batch 128, lr 2e-3, ResNet-18 width 32) by each implementation; linear-probe AUC at 100 % labels every `ttq_every` epochs."
     from medssl_nb.fit import FitConfig, fit
     from medssl_nb.evaluate import embed
-    from medssl_nb.pretrain import score_features
-    from medssl_nb.cli import QuickstartConfig
+    from medssl_nb.study import score_features
+    from medssl_nb.quickstart import QuickstartConfig
     q = QuickstartConfig(); rows = []
     x = d.train.x; idx = np.arange(len(x))
     def probe(encoder):

@@ -10,9 +10,7 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'BasicBlock', 'Bottleneck',
-           'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block',
-           'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small']
+__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small', 'require_vit']
 
 # %% ../nbs/03_backbones.ipynb #a7c530a8
 class _Fp32Norm:
@@ -249,3 +247,12 @@ def suggest_patch(img_size: int, target_side: float = 7.5) -> int:
     return min(divs, key=lambda p: (abs(img_size / p - target_side), p))
 
 def vit_small(in_chans=1, img_size=28, ndim=2, **kw): return ViT(in_chans, img_size, suggest_patch(img_size), ndim=ndim, **kw)
+
+# %% ../nbs/methods/16_selfpred.ipynb #aa7e093c
+def require_vit(encoder: nn.Module, method: str) -> nn.Module:
+    "Raise a clear error unless `encoder` is a ViT-like backbone with the pieces masked-image methods need."
+    need = ("patch_embed", "tokenize", "blocks_forward", "pos_embed_at", "grid", "patch")
+    if not all(hasattr(encoder, a) for a in need):
+        raise MedSSLError(f"{method} masks patch tokens and needs a ViT encoder (medssl_nb.backbones.ViT), got {type(encoder).__name__}. "
+                          f"Build e.g. ViT(in_chans, img_size=28, patch=4, dim=128, depth=4, heads=4), or pass --backbone vit to the CLI.")
+    return encoder

@@ -5,20 +5,33 @@
 # %% ../nbs/00_core.ipynb #c2c903e1
 from __future__ import annotations
 import os, sys, json, random, platform, subprocess, tempfile, time, contextlib, datetime, functools
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Any
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BF16_MIN_SPEEDUP', 'MedSSLError', 'set_seed', 'default_device', 'cpu_supports_bf16', 'choose_precision',
-           'resolve_precision', 'autocast', 'precision_cache_file', 'backbone_key', 'bf16_probe', 'in_fp32',
-           'channels_last_ok', 'fast_memory_format', 'atomic_write', 'atomic_torch_save', 'atomic_write_text',
-           'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
+__all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError', 'Settings', 'set_seed', 'default_device',
+           'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
+           'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
+           'atomic_torch_save', 'atomic_write_text', 'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
     "Base class for errors raised on purpose by `medssl_nb`; the message says what was wrong and what to do."
+
+class NotApplicableError(MedSSLError):
+    "A method that cannot run on this kind of data by design (colourisation on grey images, a 3D method on 2D images): a study records it as not applicable, where any other error is a failure."
+
+# %% ../nbs/00_core.ipynb #064da643
+@dataclass
+class Settings:
+    "Base of a dataclass of settings: `identity()` is every field except those named in `_volatile` (what may differ between a run and its continuation)."
+    _volatile = ()
+    def identity(self) -> dict:
+        "The fields that define the result."
+        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
 
 # %% ../nbs/00_core.ipynb #73d7b563
 def set_seed(seed: int) -> None:
@@ -196,15 +209,19 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, radius: int, pad
     return y.reshape(x.shape)
 
 # %% ../nbs/00_core.ipynb #1026834b
+CODE_PATHS = ("medssl_nb", "nbs", "tests", "benchmarks", "settings.ini", "setup.py")   # what 'dirty' looks at: the code, not results/
+
 def git_commit(path: str | Path | None = None) -> dict:
-    "The git commit of the repository containing `path` (default: the current folder), and whether it has uncommitted changes."
+    "The git commit of the repository containing `path` (default: the current folder), and whether its code (`CODE_PATHS`) differs from that commit: results written since do not count."
     cwd = str(path or Path.cwd())
     def run(*args):
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
     try:
         sha = run("rev-parse", "HEAD")
         if sha.returncode != 0: return {"commit": None, "dirty": None}
-        dirty = run("status", "--porcelain", "--untracked-files=no").stdout.strip() != ""
+        top = run("rev-parse", "--show-toplevel").stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS], cwd=top or cwd,
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
         return {"commit": sha.stdout.strip(), "dirty": dirty}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

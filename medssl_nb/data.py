@@ -5,7 +5,7 @@
 # %% ../nbs/01_data.ipynb #36f0f719
 from __future__ import annotations
 import os, hashlib, warnings, math, zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 import numpy as np
@@ -16,10 +16,11 @@ from medmnist.info import INFO
 from .core import MedSSLError, gaussian_blur
 
 # %% auto #0
-__all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'check_flag', 'DataNotFoundError', 'CorruptDataError', 'data_roots',
-           'medmnist_filename', 'expected_md5', 'file_md5', 'locate_medmnist', 'Split', 'MedData', 'load_medmnist',
-           'apply_shift', 'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for',
-           'load_dataset', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
+__all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'IMAGE_SUFFIXES', 'check_flag', 'DataNotFoundError',
+           'CorruptDataError', 'data_roots', 'medmnist_filename', 'expected_md5', 'file_md5', 'locate_medmnist',
+           'data_status', 'fetch_medmnist', 'Split', 'MedData', 'load_medmnist', 'apply_shift', 'synthetic',
+           'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset', 'from_arrays',
+           'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -113,6 +114,30 @@ def locate_medmnist(flag: str, size: int = 28, root: str | Path | None = None, d
                                    "the file is corrupt, truncated or not the official release. Delete it and download it again "
                                    "(download=True when online), or replace it with the official file.")
     return path
+
+# %% ../nbs/01_data.ipynb #48667fdd
+def data_status(flags: Sequence[str] | None = None, size: int = 28, root: str | Path | None = None) -> list[dict]:
+    "One row per flag (default: every 2D and 3D flag offered at `size`): its file, the folder it was found in ('' when absent) and whether its MD5 is the official one. Downloads nothing."
+    flags = list(flags) if flags else [f for f in FLAGS_2D + FLAGS_3D if size in (SIZES_3D if f in FLAGS_3D else SIZES_2D)]
+    rows = []
+    for flag in flags:
+        fname = medmnist_filename(flag, size)
+        path = next((r / fname for r in data_roots(root) if (r / fname).is_file()), None)
+        rows.append({"flag": flag, "size": size, "file": fname, "found_in": str(path.parent) if path else "",
+                     "verified": (file_md5(path) == expected_md5(flag, size)) if path else False})
+    return rows
+
+def fetch_medmnist(flags: Sequence[str], size: int = 28, root: str | Path | None = None) -> list[Path]:
+    "Download (where missing) and verify the file of every flag in `flags`; the verified paths. Tries every flag, then raises one error naming each one that failed and why (of the failures' common class, else `MedSSLError`)."
+    paths, failed = [], {}
+    for flag in flags:
+        try: paths.append(locate_medmnist(flag, size, root, download=True))
+        except MedSSLError as e: failed[flag] = e
+    if failed:
+        kinds = {type(e) for e in failed.values()}
+        raise (kinds.pop() if len(kinds) == 1 else MedSSLError)(f"{len(failed)} of {len(flags)} files could not be had:\n\n"
+                                                               + "\n\n".join(f"{f}: {e}" for f, e in failed.items()))
+    return paths
 
 # %% ../nbs/01_data.ipynb #96c73972
 @dataclass
@@ -324,6 +349,70 @@ def load_dataset(name: str, size: int = 28, root: str | Path | None = None, down
         print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78 + "\n", file=sys.stderr)
         warnings.warn(msg, SyntheticFallbackWarning, stacklevel=2)
         return synthetic_for(key, size=size, seed=seed, **synthetic_kwargs)
+
+# %% ../nbs/01_data.ipynb #8ce8a65b
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+def _stratified_split(y: np.ndarray, val_frac: float, test_frac: float, seed: int) -> dict:
+    "Indices of train/val/test: in every class, `test_frac` and `val_frac` of its examples (at least one each), under `seed`."
+    rng, out = np.random.default_rng(seed), {"train": [], "val": [], "test": []}
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_te, n_va = max(1, round(test_frac * len(idx))), max(1, round(val_frac * len(idx)))
+        out["test"] += idx[:n_te].tolist(); out["val"] += idx[n_te:n_te + n_va].tolist(); out["train"] += idx[n_te + n_va:].tolist()
+    return {k: np.sort(v) for k, v in out.items()}
+
+def from_arrays(x: np.ndarray, y, name: str = "own", ndim: int = 2, class_names: Sequence[str] | None = None,
+                val_frac: float = 0.1, test_frac: float = 0.2, seed: int = 0) -> MedData:
+    "A `MedData` from uint8 images `x` ((N, H, W), (N, H, W, C) with C 1 or 3, or (N, D, H, W) volumes with `ndim=3`) and class labels `y` (0 … K-1), split by class."
+    x, y = np.asarray(x), np.asarray(y).reshape(-1)
+    if ndim not in (2, 3): raise MedSSLError(f"ndim must be 2 (images) or 3 (volumes), got {ndim!r}.")
+    if x.dtype != np.uint8:
+        raise MedSSLError(f"Images must be uint8 (0-255), got {x.dtype}. Convert first, e.g. (x * 255).round().astype(np.uint8) for floats in [0, 1].")
+    if ndim == 2 and not (x.ndim == 3 or (x.ndim == 4 and x.shape[-1] in (1, 3))):
+        raise MedSSLError(f"2D images must be (N, H, W) or (N, H, W, C) with C = 1 or 3, got shape {x.shape}; volumes need ndim=3.")
+    if ndim == 3 and x.ndim != 4: raise MedSSLError(f"Volumes must be (N, D, H, W), got shape {x.shape}.")
+    side = x.shape[1:3] if ndim == 2 else x.shape[1:4]
+    if len(set(side)) != 1: raise MedSSLError(f"Images must be square (volumes cubic), got {'x'.join(map(str, side))}: crop or resize them first.")
+    if len(y) != len(x): raise MedSSLError(f"{len(x)} images but {len(y)} labels: give one class label per image.")
+    if not np.issubdtype(y.dtype, np.integer): raise MedSSLError(f"Labels must be integers 0 … K-1, got dtype {y.dtype}.")
+    classes = np.unique(y)
+    if len(classes) < 2 or not np.array_equal(classes, np.arange(len(classes))):
+        raise MedSSLError(f"Labels must be the integers 0 … K-1 with K >= 2, each used at least once; got the values {classes.tolist()[:20]}.")
+    counts = np.bincount(y)
+    if counts.min() < 3: raise MedSSLError(f"Class {int(counts.argmin())} has {int(counts.min())} example(s): every class needs at least 3 (one each for train, val and test).")
+    names = list(class_names) if class_names is not None else [str(c) for c in classes]
+    if len(names) != len(classes): raise MedSSLError(f"{len(names)} class names for {len(classes)} classes.")
+    t = _to_tensor_images(x[..., 0] if ndim == 2 and x.ndim == 4 and x.shape[-1] == 1 else x, ndim)
+    yy = torch.from_numpy(y.astype(np.int64)).reshape(-1, 1)
+    parts = {k: Split(t[torch.from_numpy(v)], yy[torch.from_numpy(v)]) for k, v in _stratified_split(y, val_frac, test_frac, seed).items()}
+    return MedData(name, parts["train"], parts["val"], parts["test"], task="binary-class" if len(classes) == 2 else "multi-class",
+                   labels={str(i): n for i, n in enumerate(names)}, size=int(side[0]), source="own")
+
+def from_folder(folder: str | Path, size: int = 28, channels: int | None = None, **split_kwargs) -> MedData:
+    "A `MedData` from one subfolder per class of PNG/JPEG files (class names from the folder names), each image resized to `size` px; grey unless `channels=3` or any image is in colour."
+    from PIL import Image, UnidentifiedImageError
+    folder = Path(folder).expanduser()
+    if not folder.is_dir(): raise DataNotFoundError(f"{folder} is not a folder. Give a folder with one subfolder per class of PNG or JPEG images.")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in d.iterdir()))
+    if len(classes) < 2:
+        raise MedSSLError(f"{folder} holds {len(classes)} subfolder(s) with PNG/JPEG images; give one subfolder per class, at least two classes.")
+    imgs, ys = [], []
+    for k, c in enumerate(classes):
+        for f in sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            try:
+                with Image.open(f) as im: im.load(); imgs.append(im.copy())
+            except (OSError, UnidentifiedImageError) as e:
+                raise CorruptDataError(f"{f} could not be read as an image ({type(e).__name__}). Remove or replace it.") from e
+            ys.append(k)
+    if channels is None: channels = 3 if any(im.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr") for im in imgs) else 1
+    if channels not in (1, 3): raise MedSSLError(f"channels must be 1 or 3, got {channels!r}.")
+    mode = "L" if channels == 1 else "RGB"
+    def fitted(im):
+        im = im if im.mode == mode else im.convert(mode)
+        return im if im.size == (size, size) else im.resize((size, size), Image.BICUBIC)
+    arr = np.stack([np.asarray(fitted(im)) for im in imgs]).astype(np.uint8)
+    return from_arrays(arr, np.array(ys), name=split_kwargs.pop("name", folder.name), class_names=classes, **split_kwargs)
 
 # %% ../nbs/01_data.ipynb #d98022b7
 def label_subset(y: torch.Tensor | np.ndarray, fraction: float | None = None, per_class: int | None = None,

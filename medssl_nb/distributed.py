@@ -7,14 +7,12 @@ from __future__ import annotations
 import datetime, os
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.distributed as dist
-from .core import MedSSLError, in_fp32
-from .losses import nt_xent
+from .core import MedSSLError
 
 # %% auto #0
 __all__ = ['dist_info', 'is_main', 'init_distributed', 'local_device', 'all_gather_grad', 'all_gather_nograd', 'all_reduce_mean',
-           'GlobalBatchNorm', 'sync_batchnorm', 'nt_xent_global']
+           'GlobalBatchNorm', 'sync_batchnorm']
 
 # %% ../nbs/08_distributed.ipynb #a5259184
 def dist_info() -> tuple[int, int]:
@@ -108,19 +106,3 @@ def sync_batchnorm(module: nn.Module, _cls: type | None = None) -> nn.Module:
             setattr(module, name, new)
         else: sync_batchnorm(child, cls)
     return module
-
-# %% ../nbs/08_distributed.ipynb #670e2a50
-@in_fp32
-def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    "SimCLR's NT-Xent with the negatives of every rank: this rank's mean over its own anchors (`z1`, `z2` are its (B, D) projections). `nt_xent` in a single process."
-    rank, world = dist_info()
-    if world == 1: return nt_xent(z1, z2, temperature)
-    if z1.shape != z2.shape or z1.ndim != 2:
-        raise MedSSLError(f"nt_xent_global needs two (B, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
-    B = len(z1); Z1, Z2 = all_gather_grad(z1), all_gather_grad(z2); n = len(Z1)
-    z = F.normalize(torch.cat([Z1, Z2]).float(), dim=1)
-    own = torch.arange(rank * B, rank * B + B, device=z.device)
-    rows = torch.cat([own, own + n])                                   # this rank's anchors among the 2n views
-    logits = (z[rows] @ z.t() / temperature).scatter(1, rows[:, None], float("-inf"))   # no self-similarity
-    return F.cross_entropy(logits, (rows + n) % (2 * n))

@@ -4,8 +4,7 @@
 
 # %% ../nbs/06_evaluate.ipynb #81e50879
 from __future__ import annotations
-import copy, math, time
-from dataclasses import dataclass
+import copy, math
 import numpy as np
 import torch
 import torch.nn as nn
@@ -22,7 +21,7 @@ from .data import Split
 # %% auto #0
 __all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'embed', 'linear_probe',
            'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci',
-           'paired_diff']
+           'fmt_ci', 'paired_diff']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -114,14 +113,25 @@ def linear_probe(f_train, y_train, f_test, task: str, f_val=None, y_val=None, Cs
         p = np.zeros((len(X), int(max(y_train.max(), (y_val.max() if y_val is not None else 0))) + 1))
         p[:, clf.classes_] = clf.predict_proba(X)
         return p
-    best_C = Cs[len(Cs) // 2] if f_val is None else None
-    if f_val is not None:
-        va = sc.transform(f_val); best = -1
-        for C in Cs:
-            try: auc = medmnist_metrics(y_val, fit_predict(C, va), task)["auc"]
-            except ValueError: auc = 0.0
-            if auc > best: best, best_C = auc, C
+    best_C = Cs[len(Cs) // 2] if f_val is None else _select_C(Cs, lambda C: fit_predict(C, sc.transform(f_val)), y_val, task)
     return fit_predict(best_C, te), best_C
+
+def _val_xent(p, y, task: str) -> float:
+    "Mean cross-entropy of predicted probabilities `p` against labels `y` (binary per label for multi-label tasks)."
+    y = _onehot_labels(y)
+    if task.startswith("multi-label"): return float(-np.mean(y * np.log(np.clip(p, 1e-7, 1)) + (1 - y) * np.log(np.clip(1 - p, 1e-7, 1))))
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y[:, 0]], 1e-7, 1))))
+
+def _select_C(Cs, predict_val, y_val, task: str):
+    "The C of best validation AUC; where the validation labels allow no AUC (one class), the C of lowest validation cross-entropy instead."
+    scores = {C: predict_val(C) for C in Cs}
+    aucs = {}
+    for C, p in scores.items():
+        try: aucs[C] = medmnist_metrics(y_val, p, task)["auc"]
+        except ValueError: aucs[C] = float("nan")
+    finite = {C: a for C, a in aucs.items() if np.isfinite(a)}
+    if finite: return max(finite, key=finite.get)
+    return min(Cs, key=lambda C: _val_xent(scores[C], y_val, task))
 
 def knn_predict(f_train, y_train, f_test, n_classes: int, k: int = 11, weighting: str = "exp", temperature: float = 0.07,
                 multilabel: bool = False, batch_size: int = 1024):
@@ -213,10 +223,12 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
             if not torch.isfinite(loss): raise MedSSLError(f"Supervised training diverged (loss {loss.item()}) at epoch {ep}; lower lr or use precision='fp32'.")
             opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
         sched.step()
-        try: auc = medmnist_metrics(val.y.numpy(), predict_scores(model, val.x, task, precision=precision), task)["auc"]
-        except ValueError: auc = float("nan")
-        hist.append({"epoch": ep, "loss": tot, "val_auc": auc})
-        if auc > best_auc or best_state is None: best_auc, best_state = auc, copy.deepcopy(model.state_dict())
+        p_val = predict_scores(model, val.x, task, precision=precision)
+        try: auc = medmnist_metrics(val.y.numpy(), p_val, task)["auc"]
+        except ValueError: auc = float("nan")                       # a validation set of one class has no AUC ...
+        score = auc if np.isfinite(auc) else -_val_xent(p_val, val.y.numpy(), task)   # ... then the model of lowest validation loss is kept
+        hist.append({"epoch": ep, "loss": tot, "val_auc": auc, "selected_by": "val AUC" if np.isfinite(auc) else "val loss"})
+        if best_state is None or score > best_auc: best_auc, best_state = score, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return model, hist
 
@@ -227,12 +239,21 @@ def fine_tune(encoder: nn.Module, train: Split, val: Split, task: str, n_classes
 
 # %% ../nbs/06_evaluate.ipynb #6dddb9cc
 def mean_ci(values, level: float = 0.95) -> dict:
-    "Mean, sample std, n and the half-width of the t-interval at `level` of `values` (NaNs dropped)."
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if len(v) == 0: return {"mean": float("nan"), "std": float("nan"), "n": 0, "ci": float("nan")}
-    if len(v) == 1: return {"mean": float(v[0]), "std": float("nan"), "n": 1, "ci": float("nan")}
+    "Mean, sample std, n and the half-width of the t-interval at `level` of the finite `values`; `n_missing` counts the NaN (or None) ones, which a summary must show, not hide."
+    vals = list(values)
+    v = np.asarray([x for x in vals if x is not None and np.isfinite(x)], dtype=float); miss = len(vals) - len(v)
+    if len(v) == 0: return {"mean": float("nan"), "std": float("nan"), "n": 0, "ci": float("nan"), "n_missing": miss}
+    if len(v) == 1: return {"mean": float(v[0]), "std": float("nan"), "n": 1, "ci": float("nan"), "n_missing": miss}
     sd = v.std(ddof=1)
-    return {"mean": float(v.mean()), "std": float(sd), "n": len(v), "ci": float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v)))}
+    return {"mean": float(v.mean()), "std": float(sd), "n": len(v), "ci": float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * sd / math.sqrt(len(v))),
+            "n_missing": miss}
+
+def fmt_ci(mean: float, ci: float, n: int | None = None, n_missing: int = 0, digits: int = 3) -> str:
+    "'0.851 ± 0.042' (mean ± half-width of the interval); 'n=1' where one value cannot have an interval; 'n/a' without a value; the count of missing (NaN) values when there are any."
+    if mean is None or not np.isfinite(mean): s = "n/a"
+    elif n == 1 or ci is None or not np.isfinite(ci): s = f"{mean:.{digits}f} (n={n if n is not None else 1})"
+    else: s = f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    return s + (f" ({n_missing} NaN)" if n_missing else "")
 
 def paired_diff(a, b, level: float = 0.95) -> dict:
     "Paired comparison of `a` and `b` (same seeds, same order): mean difference a − b, its t-interval, paired-t and Wilcoxon p-values."

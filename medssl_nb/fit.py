@@ -4,25 +4,26 @@
 
 # %% ../nbs/05_fit.ipynb #4746a572
 from __future__ import annotations
-import math, os, random, time, warnings
-from dataclasses import dataclass, asdict, field
+import math, random, time, warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, resolve_precision, choose_precision, autocast, atomic_torch_save, default_device, fast_memory_format
+from .core import MedSSLError, Settings, set_seed, resolve_precision, choose_precision, autocast, atomic_torch_save, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std, collapse_floor
 from .distributed import all_reduce_mean, dist_info, local_device, sync_batchnorm
 from .evaluate import check_encoder_input
 
 # %% auto #0
 __all__ = ['FitConfig', 'lr_lambda', 'epoch_order', 'rng_state', 'set_rng_state', 'NonFiniteLossError', 'CheckpointMismatchError',
-           'FitResult', 'fit']
+           'FitResult', 'make_optimizer', 'steps_plan', 'load_checkpoint', 'restore', 'write_checkpoint',
+           'train_one_epoch', 'reduce_metrics', 'fit']
 
 # %% ../nbs/05_fit.ipynb #926a05e0
 @dataclass
-class FitConfig:
+class FitConfig(Settings):
     "Settings of one pretraining run."
     epochs: int = 10
     batch_size: int = 256
@@ -30,7 +31,7 @@ class FitConfig:
     weight_decay: float = 1e-5
     warmup_epochs: float = 1.0
     optimizer: str = "adamw"      # "adamw" or "sgd" (momentum 0.9)
-    precision: str = "auto"       # "auto" (bf16 where native), "bf16", "fp32"
+    precision: str = "auto"       # "auto" (bf16 where measured faster and safe), "bf16", "fp32"
     seed: int = 0
     device: str = "auto"          # "auto", "cpu", "cuda", "cuda:1", ...
     ckpt_dir: str | None = None   # where last.pt is written; None: no checkpoints
@@ -38,10 +39,6 @@ class FitConfig:
     progress: bool = True
     # not part of the run's identity: may differ between a run and its resumption
     _volatile = ("device", "ckpt_dir", "ckpt_every", "progress")
-
-    def identity(self) -> dict:
-        "The fields that define the run (what a resumed run must share)."
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
 
     def validate(self):
         if self.epochs < 1 or self.batch_size < 2: raise MedSSLError("epochs must be >= 1 and batch_size >= 2.")
@@ -65,12 +62,18 @@ def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) ->
     return torch.randperm(n, generator=g)[rank::world]
 
 def rng_state() -> dict:
-    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    "The random state of torch, NumPy and Python (and CUDA), as tensors and plain numbers: loadable with `torch.load(weights_only=True)`."
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = {"torch": torch.get_rng_state(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+         "python": list(random.getstate())}
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
 def set_rng_state(s: dict):
-    torch.set_rng_state(s["torch"]); np.random.set_state(s["numpy"]); random.setstate(s["python"])
+    "Restore what `rng_state` returned."
+    name, keys, pos, has_gauss, gauss = s["numpy"]
+    torch.set_rng_state(s["torch"]); np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = s["python"]; random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
 # %% ../nbs/05_fit.ipynb #44030819
@@ -103,6 +106,101 @@ def _pick_precision(wish: str, device, method: SSLMethod, images: torch.Tensor, 
     if world > 1: box = [c]; dist.broadcast_object_list(box, 0); c = box[0]
     return c["precision"], c["reason"]
 
+def _wrap_ddp(method: SSLMethod, device, world: int) -> torch.nn.Module:
+    "`method` itself in one process; under DDP, wrapped in DistributedDataParallel, with global batch norm where the method wants it."
+    if world == 1: return method
+    if method.sync_bn: sync_batchnorm(method)
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+
+# %% ../nbs/05_fit.ipynb #589819c1
+def make_optimizer(method: torch.nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
+    "AdamW (or SGD, momentum 0.9) over the trainable parameters at `cfg.lr`; weight decay on tensors of 2 or more dimensions only (not on biases and norm scales)."
+    params = [p for p in method.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == "adamw" else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+
+def steps_plan(n_images: int, batch_size: int, world: int = 1) -> tuple[int, int]:
+    "(batch size per rank, optimiser steps per epoch): every rank gets `n_images // world` images; the ragged last batch is dropped."
+    n_local = n_images // world
+    if n_local < 2: raise MedSSLError(f"{n_images} images cannot be shared by {world} ranks with at least 2 each.")
+    bs = min(batch_size, n_local)
+    return bs, max(1, n_local // bs)
+
+# %% ../nbs/05_fit.ipynb #7415647e
+def load_checkpoint(path: Path, device) -> dict:
+    "The checkpoint at `path`, loaded with `weights_only=True` (tensors and plain Python values only: a shared file cannot run code); a clear error when it cannot be read."
+    try: return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise MedSSLError(f"Cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+                          "Delete it to start afresh, or point ckpt_dir elsewhere.") from e
+
+def restore(state: dict, path: Path, method: SSLMethod, opt, sched, cfg: FitConfig, rank: int = 0, world: int = 1) -> tuple[list, int]:
+    "Put a checkpoint's weights, optimiser, schedule and random state back, after checking it was written by this method and config; returns (history, epoch to start at)."
+    if state.get("hparams") != method.hparams():
+        raise CheckpointMismatchError(f"Checkpoint {path} was written by {state.get('hparams')}, not by {method.hparams()}. "
+                                      "Use another ckpt_dir for a different method, or resume=False to overwrite.")
+    diffs = {k: (state["config"].get(k), v) for k, v in cfg.identity().items() if state["config"].get(k) != v}
+    if diffs:
+        raise CheckpointMismatchError(f"Checkpoint {path} was written under a different config (field: checkpoint vs now): {diffs}. "
+                                      "Resume with the same config, use another ckpt_dir, or resume=False to start afresh.")
+    method.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"]); sched.load_state_dict(state["scheduler"])
+    ranks = state["rng_ranks"]
+    if len(ranks) == world: set_rng_state(ranks[rank])
+    else:
+        set_seed(cfg.seed + rank + 7919 * state["epoch"])
+        warnings.warn(f"Checkpoint {path} was written by {len(ranks)} process(es), this run has {world}: training continues, "
+                      "but the random augmentations and data shards differ from an uninterrupted run.")
+    return state["history"], state["epoch"]
+
+def write_checkpoint(path: Path, method: SSLMethod, opt, sched, epoch: int, history: list, cfg: FitConfig, rank: int = 0, world: int = 1, device="cpu"):
+    "Rank 0 writes `path` atomically (every rank's random state gathered into it); when it cannot (a full disk), every rank stops."
+    ranks = [rng_state()]
+    if world > 1: ranks = [None] * world; dist.all_gather_object(ranks, rng_state())
+    failed = None
+    if rank == 0:
+        try: atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                "epoch": epoch, "rng_ranks": ranks, "world_size": world, "config": cfg.identity(),
+                                "hparams": method.hparams(), "history": history}, path)
+        except MedSSLError as e: failed = e   # the previous checkpoint is intact
+    if world > 1:   # every rank stops when rank 0 could not write, instead of waiting for it in the next step
+        flag = torch.tensor([float(failed is not None)], device=device); dist.broadcast(flag, 0)
+        if flag.item() and failed is None: raise MedSSLError(f"Rank 0 could not write {path}; this rank stops too. See rank 0's message.")
+    if failed is not None: raise failed
+
+# %% ../nbs/05_fit.ipynb #8f664e50
+def train_one_epoch(model, method: SSLMethod, images: torch.Tensor, order: torch.Tensor, bs: int, steps: int, opt, sched,
+                    precision: str, device, step: int, total: int, bar=None, ckpt: Path | None = None) -> tuple[dict, int, int]:
+    "The optimiser steps of one epoch over `images[order]`; returns (sums of every scalar metric, images seen, embedding dim). Stops before applying a NaN/inf loss."
+    sums, n_seen, epoch = {"loss": 0.0, "emb_std": 0.0}, 0, step // steps
+    for i in range(steps):
+        xb = images[order[i * bs:(i + 1) * bs]].to(device, non_blocking=True)
+        with autocast(precision, device):
+            out = model(xb)                        # method.loss(xb), through DDP when distributed
+        loss = out["loss"]
+        loss_all = all_reduce_mean(loss.detach())  # every rank sees the same value, so all stop together on NaN
+        if not torch.isfinite(loss_all):
+            raise NonFiniteLossError(
+                f"{method.name}: the loss became {loss_all.item()} at epoch {epoch}, step {step} (lr {sched.get_last_lr()[0]:.3g}). "
+                f"Nothing from this step was applied or saved{'; the last good checkpoint is ' + str(ckpt) if ckpt and ckpt.exists() else ''}. "
+                "Try a lower lr, precision='fp32', or check the input images.")
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+        method.on_step_end(step, total); step += 1
+        std = embedding_std(out["emb"])
+        sums["loss"] += loss_all.item(); sums["emb_std"] += std; n_seen += len(xb)
+        for k, v in out.items():   # every other scalar the loss reports (its terms, a teacher's entropy): epoch means in the history
+            if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v.detach())
+        if bar is not None: bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss_all.item():.3f}", emb_std=f"{std:.3f}")
+    return sums, n_seen, out["emb"].flatten(1).shape[1]
+
+def reduce_metrics(sums: dict, steps: int, world: int = 1, device="cpu") -> dict:
+    "Epoch means of the summed metrics, averaged over ranks under DDP (the loss already is a mean over ranks)."
+    if world > 1:
+        keys = sorted(k for k in sums if k != "loss")
+        sums = {**sums, **dict(zip(keys, all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)).tolist()))}
+    return {k: v / steps for k, v in sums.items()}
+
 # %% ../nbs/05_fit.ipynb #4403d837
 def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, resume: bool = True,
         stop_after_epochs: int | None = None) -> FitResult:
@@ -114,99 +212,32 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     precision, why = _pick_precision(cfg.precision, device, method, images, cfg.batch_size, world)
     method.to(device)
     fast_memory_format(method, images.ndim)  # channels_last for 2D conv nets, except shapes oneDNN mishandles
-    model = method
-    if world > 1:   # DistributedDataParallel: global batch norm where the method wants it, averaged gradients
-        if method.sync_bn: sync_batchnorm(method)
-        from torch.nn.parallel import DistributedDataParallel
-        model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
-    params = [p for p in method.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]; no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == "adamw" else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9))
-    n_local = len(images) // world                # the same number of images on every rank
-    if n_local < 2: raise MedSSLError(f"{len(images)} images cannot be shared by {world} ranks with at least 2 each.")
-    bs = min(cfg.batch_size, n_local)
+    model, opt = _wrap_ddp(method, device, world), make_optimizer(method, cfg)
+    bs, steps = steps_plan(len(images), cfg.batch_size, world)
     method.check_data(len(images), bs * world)   # e.g. MoCo sizes or refuses its queue for this data
-    steps_per_epoch = max(1, n_local // bs)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_epochs * steps_per_epoch)), total))
+    total = steps * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_epochs * steps)), total))
     ckpt = Path(cfg.ckpt_dir) / "last.pt" if cfg.ckpt_dir else None
     if ckpt is not None and rank == 0:   # temporary files of a write that was killed (SIGKILL leaves them behind)
         for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"): stale.unlink(missing_ok=True)
-    history, start_epoch, resumed_from = [], 0, None
+    history, start = [], 0
     if ckpt is not None and resume and ckpt.exists():
-        try: state = torch.load(ckpt, map_location=device, weights_only=False)
-        except Exception as e:
-            raise MedSSLError(f"Cannot read checkpoint {ckpt} ({type(e).__name__}: {e}). Delete it to start afresh, or point ckpt_dir elsewhere.") from e
-        diffs = {k: (state["config"].get(k), v) for k, v in cfg.identity().items() if state["config"].get(k) != v}
-        if state.get("hparams") != method.hparams():
-            raise CheckpointMismatchError(f"Checkpoint {ckpt} was written by {state.get('hparams')}, not by {method.hparams()}. "
-                                          "Use another ckpt_dir for a different method, or resume=False to overwrite.")
-        if diffs:
-            raise CheckpointMismatchError(f"Checkpoint {ckpt} was written under a different config (field: checkpoint vs now): {diffs}. "
-                                          "Resume with the same config, use another ckpt_dir, or resume=False to start afresh.")
-        method.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"]); sched.load_state_dict(state["scheduler"])
-        ranks = state.get("rng_ranks") or [state["rng"]]
-        if len(ranks) == world: set_rng_state(ranks[rank])
-        else:
-            set_seed(cfg.seed + rank + 7919 * state["epoch"])
-            warnings.warn(f"Checkpoint {ckpt} was written by {len(ranks)} process(es), this run has {world}: training continues, "
-                          "but the random augmentations and data shards differ from an uninterrupted run.")
-        history = state["history"]; start_epoch = resumed_from = state["epoch"]
-    else:
-        set_seed(cfg.seed + rank)   # each rank its own augmentations; rank 0 (and a single process) uses `seed`
-    step = start_epoch * steps_per_epoch
-    end_epoch = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start_epoch + stop_after_epochs)
-    t_start = time.perf_counter()
-    bar = tqdm(total=(end_epoch - start_epoch) * steps_per_epoch, disable=not cfg.progress or rank != 0,
-               desc=f"{method.name} ({precision})", unit="step")
-    warned_collapse = False
-    for epoch in range(start_epoch, end_epoch):
-        method.train(); order = epoch_order(len(images), cfg.seed, epoch, rank, world)
-        t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "emb_std": 0.0}, 0
-        for i in range(steps_per_epoch):
-            xb = images[order[i * bs:(i + 1) * bs]].to(device, non_blocking=True)
-            with autocast(precision, device):
-                out = model(xb)                        # method.loss(xb), through DDP when distributed
-            loss = out["loss"]
-            loss_all = all_reduce_mean(loss.detach())  # every rank sees the same value, so all stop together on NaN
-            if not torch.isfinite(loss_all):
-                raise NonFiniteLossError(
-                    f"{method.name}: the loss became {loss_all.item()} at epoch {epoch}, step {step} (lr {sched.get_last_lr()[0]:.3g}). "
-                    f"Nothing from this step was applied or saved{'; the last good checkpoint is ' + str(ckpt) if ckpt and ckpt.exists() else ''}. "
-                    "Try a lower lr, precision='fp32', or check the input images.")
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
-            method.on_step_end(step, total); step += 1
-            std = embedding_std(out["emb"])
-            sums["loss"] += loss_all.item(); sums["emb_std"] += std; n_seen += len(xb)
-            for k, v in out.items():   # every other scalar the loss reports (its terms, a teacher's entropy): epoch means in the history
-                if k not in ("loss", "emb") and torch.is_tensor(v) and v.ndim == 0: sums[k] = sums.get(k, 0.0) + float(v.detach())
-            bar.update(1); bar.set_postfix(epoch=epoch, loss=f"{loss_all.item():.3f}", emb_std=f"{std:.3f}")
-        emb_dim = out["emb"].flatten(1).shape[1]
-        if world > 1:   # epoch means of every metric over ranks (the loss already is one)
-            keys = sorted(k for k in sums if k != "loss")
-            sums.update(zip(keys, all_reduce_mean(torch.tensor([sums[k] for k in keys], dtype=torch.float64, device=device)).tolist()))
-        row = {"epoch": epoch, "loss": sums["loss"] / steps_per_epoch, "emb_std": sums["emb_std"] / steps_per_epoch, "emb_dim": emb_dim,
-               "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0,
-               "images_per_s": n_seen * world / (time.perf_counter() - t0),
-               **{k: v / steps_per_epoch for k, v in sums.items() if k not in ("loss", "emb_std")}}
-        history.append(row)
-        floor = collapse_floor(emb_dim)
-        if row["emb_std"] < floor and not warned_collapse:
-            warnings.warn(f"{method.name}: embedding std {row['emb_std']:.4f} is below {floor:.4f} at epoch {epoch}: the representation may be collapsing.")
-            warned_collapse = True
-        if ckpt is not None and ((epoch + 1) % cfg.ckpt_every == 0 or epoch + 1 == end_epoch):
-            ranks = [rng_state()]
-            if world > 1: ranks = [None] * world; dist.all_gather_object(ranks, rng_state())   # every rank's random state
-            failed = None
-            if rank == 0:
-                try: atomic_torch_save({"model": method.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                        "epoch": epoch + 1, "rng": ranks[0], "rng_ranks": ranks, "world_size": world, "config": cfg.identity(),
-                                        "hparams": method.hparams(), "history": history}, ckpt)
-                except MedSSLError as e: failed = e   # a full disk: the previous checkpoint is intact
-            if world > 1:   # every rank stops when rank 0 could not write, instead of waiting for it in the next step
-                flag = torch.tensor([float(failed is not None)], device=device); dist.broadcast(flag, 0)
-                if flag.item() and failed is None: raise MedSSLError(f"Rank 0 could not write {ckpt}; this rank stops too. See rank 0's message.")
-            if failed is not None: raise failed
+        history, start = restore(load_checkpoint(ckpt, device), ckpt, method, opt, sched, cfg, rank, world)
+    else: set_seed(cfg.seed + rank)   # each rank its own augmentations; rank 0 (and a single process) uses `seed`
+    end = cfg.epochs if stop_after_epochs is None else min(cfg.epochs, start + stop_after_epochs)
+    t_start, warned = time.perf_counter(), False
+    bar = tqdm(total=(end - start) * steps, disable=not cfg.progress or rank != 0, desc=f"{method.name} ({precision})", unit="step")
+    for epoch in range(start, end):
+        method.train(); t0 = time.perf_counter()
+        sums, n_seen, emb_dim = train_one_epoch(model, method, images, epoch_order(len(images), cfg.seed, epoch, rank, world), bs, steps,
+                                                opt, sched, precision, device, epoch * steps, total, bar, ckpt)
+        means, secs = reduce_metrics(sums, steps, world, device), time.perf_counter() - t0
+        history.append({"epoch": epoch, "loss": means.pop("loss"), "emb_std": means.pop("emb_std"), "emb_dim": emb_dim,
+                        "lr": sched.get_last_lr()[0], "seconds": secs, "images_per_s": n_seen * world / secs, **means})
+        if history[-1]["emb_std"] < collapse_floor(emb_dim) and not warned:
+            warnings.warn(f"{method.name}: embedding std {history[-1]['emb_std']:.4f} is below {collapse_floor(emb_dim):.4f} at epoch {epoch}: "
+                          "the representation may be collapsing."); warned = True
+        if ckpt is not None and ((epoch + 1) % cfg.ckpt_every == 0 or epoch + 1 == end):
+            write_checkpoint(ckpt, method, opt, sched, epoch + 1, history, cfg, rank, world, device)
     bar.close()
-    return FitResult(method, history, resumed_from, time.perf_counter() - t_start, precision, why)
+    return FitResult(method, history, start if start else None, time.perf_counter() - t_start, precision, why)

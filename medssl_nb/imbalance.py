@@ -4,25 +4,22 @@
 
 # %% ../nbs/22_imbalance.ipynb #7f8d905f
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict, replace
+import json, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, git_commit
+from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device
 from .data import MedData, FLAGS_3D, INFO, check_flag, imbalance_subset, locate_medmnist, file_md5
 from .evaluate import (BALANCE, medmnist_metrics, linear_probe, fine_tune, train_supervised, predict_scores,
                                 mean_ci, paired_diff)
-from .pretrain import method_backbone, embed_splits, RunLog
-from .label_efficiency import LabelEfficiencyConfig, load_study_data, pretrain_encoder
+from .study import StudyBudget, method_backbone, embed_splits, RunLog, run_units, load_study_data, pretrain_encoder, save_figure
 
 # %% auto #0
 __all__ = ['I_METHODS', 'I_PROTOCOLS', 'PRESETS', 'I_KEYS', 'I_METRICS', 'class_metrics', 'class_counts', 'ratio_plan',
-           'StudyBudget', 'ImbalanceConfig', 'labelled_sets', 'supervised_imbalance_rows', 'ssl_imbalance_rows',
-           'run_imbalance', 'summarize_imbalance', 'paired_imbalance', 'judge_claims', 'plot_imbalance',
-           'plot_pool_imbalance', 'write_imbalance']
+           'ImbalanceConfig', 'labelled_sets', 'supervised_imbalance_rows', 'ssl_imbalance_rows', 'run_imbalance',
+           'summarize_imbalance', 'paired_imbalance', 'judge_claims', 'plot_imbalance', 'plot_pool_imbalance',
+           'write_imbalance']
 
 # %% ../nbs/22_imbalance.ipynb #d6b41b08
 def class_metrics(y_true, y_score, task: str, n_classes: int) -> dict:
@@ -66,37 +63,6 @@ I_METHODS = ("simclr", "byol", "mae")        # contrastive, distillation, masked
 I_PROTOCOLS = ("fine-tune", "linear probe")
 
 @dataclass
-class StudyBudget:
-    "Encoder, pretraining and training settings shared by the 2D analysis studies (imbalance, OOD): the label-efficiency study's encoders at a smaller pretraining budget."
-    size: int = 28
-    depth: int = 10                  # ResNet depth and width of every encoder, pretrained or supervised
-    width: int = 16
-    vit_dim: int = 128               # the ViT of methods that need one (MAE)
-    vit_depth: int = 4
-    vit_heads: int = 4
-    pretrain_steps: int = 300
-    batch_size: int = 128
-    lr: float = 2e-3
-    sup_epochs: int = 100            # MedMNIST v2's recipe for supervised training and (shorter) fine-tuning
-    sup_lr: float = 1e-3
-    sup_batch: int = 128
-    ft_epochs: int = 20
-    ft_lr: float = 1e-3
-    ft_encoder_lr_mult: float = 0.1
-    precision: str = "auto"
-    out: str = "results"
-    root: str | None = None
-    download: bool = False
-    synthetic: bool = False          # flag-shaped synthetic stand-ins instead of the real files (tests, demos)
-    synthetic_n: int = 300
-    progress: bool = True
-    def as_label_efficiency(self) -> LabelEfficiencyConfig:
-        "The label-efficiency config with these encoders and this pretraining budget (its pretraining and encoder code is reused)."
-        keys = ("size", "depth", "width", "vit_dim", "vit_depth", "vit_heads", "pretrain_steps", "batch_size", "lr", "precision",
-                "out", "root", "download", "synthetic", "synthetic_n")
-        return LabelEfficiencyConfig(**{k: getattr(self, k) for k in keys})
-
-@dataclass
 class ImbalanceConfig(StudyBudget):
     "Settings of `medssl study imbalance` (beside `StudyBudget`'s); the defaults are the CPU scale, `PRESETS['full']` a larger one."
     datasets: tuple = ("breastmnist",)
@@ -108,10 +74,6 @@ class ImbalanceConfig(StudyBudget):
     min_minority: int = 3
     out: str = "results/imbalance"
     synthetic_n: int = 400
-    _volatile = ("datasets", "methods", "seeds", "out", "root", "download", "progress")
-    def identity(self) -> dict:
-        "What must match for results in one CSV to belong together (datasets, methods and seeds may grow)."
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
     def validate(self):
         self.datasets = tuple(str(f).lower().strip() for f in self.datasets)
         self.methods = tuple(str(m).lower() for m in self.methods)
@@ -161,7 +123,7 @@ def supervised_imbalance_rows(cfg, d, seed, precision, device) -> list[dict]:
         mm = _minmaj(class_counts(d.train.y[idx], d.n_classes))
         for strat in cfg.strategies:
             t0 = time.perf_counter(); set_seed(seed)
-            model, _ = train_supervised(cfg.as_label_efficiency().encoder(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes,
+            model, _ = train_supervised(cfg.encoder(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes,
                                         epochs=cfg.sup_epochs, lr=cfg.sup_lr, batch_size=cfg.sup_batch, precision=cfg.precision,
                                         seed=seed, progress=False, device=device, balance=strat)
             rows.append({"label_ratio": ratio, "protocol": "from scratch", "strategy": strat}
@@ -190,10 +152,25 @@ def ssl_imbalance_rows(cfg, enc, d, seed, precision, device, ratios=None, strate
     return rows
 
 # %% ../nbs/22_imbalance.ipynb #1d3e7f08
+def _imbalance_unit_rows(cfg: ImbalanceConfig, d: MedData, flag: str, unit: str, seed: int, precision: str, device) -> list[dict]:
+    "The rows of one unit: the supervised baselines, or one method pretrained on a natural or imbalanced pool and evaluated."
+    base = {"dataset": d.name, "source": d.source}
+    if unit == "supervised":
+        return [base | {"method": "supervised", "backbone": f"resnet{cfg.depth}-w{cfg.width}", "pool_ratio": float("nan")} | r
+                for r in supervised_imbalance_rows(cfg, d, seed, precision, device)]
+    _, pr, method = unit.split(":"); pr = float(pr)
+    pidx = np.arange(len(d.train)) if pr == 1 else imbalance_subset(d.train.y, pr, seed=seed)
+    enc, info = pretrain_encoder(cfg, method, d.train.x[pidx], seed, f"imbalance_{flag}_{method}_pool{pr:g}_seed{seed}")
+    pmm = _minmaj(class_counts(d.train.y[pidx], d.n_classes))
+    info |= {"pool_ratio": pr, "pool_ratio_reached": pmm["ratio_reached"], "pool_counts": pmm["class_counts"]}
+    rows = (ssl_imbalance_rows(cfg, enc, d, seed, precision, device) if pr == 1 else
+            ssl_imbalance_rows(cfg, enc, d, seed, precision, device, ratios=(1.0,), strategies=("none",)))
+    return [base | {"method": method, "backbone": method_backbone(method)} | info | r for r in rows]
+
 def run_imbalance(cfg: ImbalanceConfig) -> tuple[pd.DataFrame, dict]:
     "Run (or continue) the study; every finished unit is appended to `<out>/imbalance.csv` at once. Returns (runs, provenance)."
-    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out); le = cfg.as_label_efficiency()
-    data = {f: load_study_data(f, le) for f in cfg.datasets}            # fails early, before any training, on a missing file
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    data = {f: load_study_data(f, cfg) for f in cfg.datasets}            # fails early, before any training, on a missing file
     md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, cfg.size, cfg.root, download=False)) for f in cfg.datasets}
     plans = {f: ratio_plan(data[f].train.y, cfg.label_ratios, data[f].n_classes, cfg.min_minority) for f in cfg.datasets}
     pool_plans = {f: [p for p in ratio_plan(data[f].train.y, cfg.pool_ratios, data[f].n_classes, cfg.min_minority) if p["ratio"] != 1]
@@ -203,27 +180,8 @@ def run_imbalance(cfg: ImbalanceConfig) -> tuple[pd.DataFrame, dict]:
     units = [(f, u, s) for s in cfg.seeds for f in cfg.datasets
              for u in ("supervised",) + tuple(f"pool 1:1:{m}" for m in cfg.methods)
              + tuple(f"pool 1:{p['ratio']:g}:{m}" for p in pool_plans[f] if p["ok"] for m in cfg.methods)]
-    todo = [u for u in units if u not in log.done]
-    bar = tqdm(todo, desc="imbalance study", disable=not cfg.progress)
-    for flag, unit, seed in bar:
-        bar.set_postfix_str(f"{flag} {unit} seed {seed}")
-        d, t_unit = data[flag], time.perf_counter()
-        base = {"dataset_flag": flag, "dataset": d.name, "source": d.source, "seed": seed}
-        if unit == "supervised":
-            rows = [base | {"method": "supervised", "backbone": f"resnet{cfg.depth}-w{cfg.width}", "pool_ratio": float("nan")} | r
-                    for r in supervised_imbalance_rows(cfg, d, seed, precision, device)]
-        else:
-            _, pr, method = unit.split(":"); pr = float(pr)
-            pidx = np.arange(len(d.train)) if pr == 1 else imbalance_subset(d.train.y, pr, seed=seed)
-            enc, info = pretrain_encoder(le, method, d.train.x[pidx], seed, f"imbalance_{flag}_{method}_pool{pr:g}_seed{seed}")
-            pmm = _minmaj(class_counts(d.train.y[pidx], d.n_classes))
-            info |= {"pool_ratio": pr, "pool_ratio_reached": pmm["ratio_reached"], "pool_counts": pmm["class_counts"]}
-            rows = [base | {"method": method, "backbone": method_backbone(method)} | info | r
-                    for r in (ssl_imbalance_rows(cfg, enc, d, seed, precision, device) if pr == 1 else
-                              ssl_imbalance_rows(cfg, enc, d, seed, precision, device, ratios=(1.0,), strategies=("none",)))]
-        gc = git_commit(Path(__file__).parent if "__file__" in globals() else None)
-        log.add([r | {"unit": unit, "unit_seconds": round(time.perf_counter() - t_unit, 1), "commit": gc["commit"], "dirty": gc["dirty"]} for r in rows])
-    df = log.df
+    df = run_units(log, units, lambda flag, unit, seed: _imbalance_unit_rows(cfg, data[flag], flag, unit, seed, precision, device),
+                   "imbalance study", cfg.progress)
     df = df[df.dataset_flag.isin(cfg.datasets) & df.seed.isin(cfg.seeds)].reset_index(drop=True)
     prov = provenance(command="medssl study imbalance", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
                       data_md5=md5, label_ratio_plan={f: [{k: v for k, v in p.items() if k != "counts"} for p in plans[f]] for f in plans},
@@ -276,7 +234,7 @@ def _cell(p, comparison, metric, **key):
     for k, v in key.items(): q = q[q[k] == v]
     return q.iloc[0] if len(q) else None
 
-def _iv(r): return f"{r['diff']:+.3f} ± {r['ci']:.3f}" if np.isfinite(r["ci"]) else f"{r['diff']:+.3f}"
+def _iv(r): return f"{r['diff']:+.3f} ± {r['ci']:.3f}" if np.isfinite(r["ci"]) else f"{r['diff']:+.3f} (n={int(r['n'])})"
 
 def judge_claims(paired: pd.DataFrame, majority_margin: float = 0.05) -> tuple[pd.DataFrame, str]:
     "Per cell (dataset, method, induced ratio) whether each claim holds by the rules above; and the verdicts in plain words."
@@ -323,7 +281,7 @@ def plot_imbalance(summary: pd.DataFrame, flag: str | None = None, protocol: str
         ax = axes[0, j]
         for i, m in enumerate(methods):
             g = s[(s.method == m) & (s.strategy == "none")].set_index("label_ratio").reindex(ratios)
-            ax.bar(x + (i - (len(methods) - 1) / 2) * w, g[f"recall_{side}_mean"], w, yerr=g[f"recall_{side}_ci95"].fillna(0), capsize=2,
+            ax.bar(x + (i - (len(methods) - 1) / 2) * w, g[f"recall_{side}_mean"], w, yerr=g[f"recall_{side}_ci95"], capsize=2,
                    color=colors[m], label=m if m == "supervised" else f"{m} ({protocol})")
         ax.set_xticks(x); ax.set_xticklabels(["natural" if r == 1 else f"1:{r:g}" for r in ratios])
         ax.set_xlabel("labelled set, majority:minority"); ax.set_ylabel(f"test recall, {side} class"); ax.set_ylim(0, 1.05)
@@ -334,7 +292,7 @@ def plot_imbalance(summary: pd.DataFrame, flag: str | None = None, protocol: str
         ax = axes[1, j]
         for m in methods:
             g = s[(s.method == m) & (s.strategy == st)].set_index("label_ratio").reindex(ratios)
-            ax.errorbar(x, g.balanced_acc_mean, yerr=g.balanced_acc_ci95.fillna(0), marker="o", capsize=2, color=colors[m], label=m)
+            ax.errorbar(x, g.balanced_acc_mean, yerr=g.balanced_acc_ci95, marker="o", capsize=2, color=colors[m], label=m)
         ax.set_xticks(x); ax.set_xticklabels(["natural" if r == 1 else f"1:{r:g}" for r in ratios])
         ax.set_xlabel("labelled set, majority:minority"); ax.set_ylabel("test balanced accuracy"); ax.set_title(f"strategy: {st}", fontsize=9)
         ax.axhline(1 / n_cls, color="k", lw=.5, ls=":"); ax.grid(alpha=.3)   # chance level
@@ -353,7 +311,7 @@ def plot_pool_imbalance(summary: pd.DataFrame, flag: str | None = None):
     for (m, proto), g in s.groupby(["method", "protocol"]):
         g = g.set_index("pool_ratio").reindex(pools)
         for ax, met in zip(axes, ("auc", "recall_minority")):
-            ax.errorbar(range(len(pools)), g[f"{met}_mean"], yerr=g[f"{met}_ci95"].fillna(0), marker="o", capsize=2,
+            ax.errorbar(range(len(pools)), g[f"{met}_mean"], yerr=g[f"{met}_ci95"], marker="o", capsize=2,
                         ls="-" if proto == "fine-tune" else "--", label=f"{m}, {proto}")
     for ax, lab in zip(axes, ("test AUC", "test recall, minority class")):
         ax.set_xticks(range(len(pools))); ax.set_xticklabels(["natural" if p == 1 else f"1:{p:g}" for p in pools])
@@ -363,7 +321,6 @@ def plot_pool_imbalance(summary: pd.DataFrame, flag: str | None = None):
 
 def write_imbalance(df: pd.DataFrame, prov: dict, out: Path):
     "Summary, paired and claims CSVs, the verdicts in Markdown, provenance and the figures, next to `imbalance.csv`."
-    import matplotlib.pyplot as plt
     summary, paired = summarize_imbalance(df), paired_imbalance(df)
     cells, verdicts = judge_claims(paired)
     for name, table in (("imbalance_summary.csv", summary), ("imbalance_paired.csv", paired), ("imbalance_claims.csv", cells)):
@@ -372,4 +329,4 @@ def write_imbalance(df: pd.DataFrame, prov: dict, out: Path):
     atomic_write_text(verdicts + "\n", out / "imbalance_claims.md")
     for flag in summary.dataset_flag.unique():
         for name, fig in ((f"imbalance_{flag}.png", plot_imbalance(summary, flag)), (f"imbalance_pool_{flag}.png", plot_pool_imbalance(summary, flag))):
-            tmp = out / f".{name}.tmp.png"; fig.savefig(tmp, dpi=110); os.replace(tmp, out / name); plt.close(fig)
+            save_figure(fig, out / name)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from .core import MedSSLError, in_fp32
+from .distributed import all_gather_grad, all_gather_nograd, all_reduce_mean, dist_info
 
 # %% auto #0
-__all__ = ['nt_xent', 'nt_xent_reference']
+__all__ = ['nt_xent', 'nt_xent_reference', 'nt_xent_global', 'info_nce', 'moco_v3_loss', 'pretext_cross_entropy', 'byol_loss', 'negative_cosine', 'dino_loss', 'dino_center_update', 'batch_standardize', 'cross_correlation', 'off_diagonal', 'barlow_twins_loss', 'vicreg_terms', 'vicreg_loss', 'dae_loss', 'gaussian_kl', 'vae_loss', 'gan_d_loss', 'gan_g_loss', 'colorization_loss', 'masked_mse', 'masked_l1', 'ibot_patch_loss', 'koleo_loss']
 
 # %% ../nbs/04_losses.ipynb #7691bd3f
 @in_fp32
@@ -37,3 +38,205 @@ def nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0
         den = sum(torch.exp(sim(z[i], z[k]) / temperature) for k in range(n2) if k != i)
         total = total - torch.log(torch.exp(sim(z[i], z[j]) / temperature) / den)
     return total / n2
+
+# %% ../nbs/08_distributed.ipynb #670e2a50
+@in_fp32
+def nt_xent_global(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    "SimCLR's NT-Xent with the negatives of every rank: this rank's mean over its own anchors (`z1`, `z2` are its (B, D) projections). `nt_xent` in a single process."
+    rank, world = dist_info()
+    if world == 1: return nt_xent(z1, z2, temperature)
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise MedSSLError(f"nt_xent_global needs two (B, D) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+    B = len(z1); Z1, Z2 = all_gather_grad(z1), all_gather_grad(z2); n = len(Z1)
+    z = F.normalize(torch.cat([Z1, Z2]).float(), dim=1)
+    own = torch.arange(rank * B, rank * B + B, device=z.device)
+    rows = torch.cat([own, own + n])                                   # this rank's anchors among the 2n views
+    logits = (z[rows] @ z.t() / temperature).scatter(1, rows[:, None], float("-inf"))   # no self-similarity
+    return F.cross_entropy(logits, (rows + n) % (2 * n))
+
+# %% ../nbs/methods/11_contrastive.ipynb #e7a8b4f9
+@in_fp32
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    "MoCo's InfoNCE: each query `q[i]` (N, D) must pick its key `k[i]` out of {k[i]} ∪ `queue` (K, D). Inputs are ℓ2-normalised here."
+    if q.shape != k.shape or q.ndim != 2 or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+        raise MedSSLError(f"info_nce needs q, k (N, D) and queue (K, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(queue.shape)}.")
+    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+    q, k, queue = (F.normalize(t.float(), dim=1) for t in (q, k, queue))
+    l_pos = (q * k).sum(1, keepdim=True)                     # (N, 1) similarity to the positive
+    l_neg = q @ queue.t()                                    # (N, K) similarity to every queued key
+    logits = torch.cat([l_pos, l_neg], 1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+# %% ../nbs/methods/11_contrastive.ipynb #535911e1
+@in_fp32
+def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
+    "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch (of every rank's batch under DDP, as the paper gathers them)."
+    if q.shape != k.shape or q.ndim != 2: raise MedSSLError(f"moco_v3_loss needs two (N, D) tensors of the same shape, got {tuple(q.shape)}, {tuple(k.shape)}.")
+    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
+    rank, world = dist_info()
+    q, k = F.normalize(q.float(), dim=1), F.normalize(all_gather_nograd(k).float(), dim=1)   # under DDP: the keys of every rank
+    logits = q @ k.t() / temperature
+    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device) + rank * len(q))
+
+# %% ../nbs/methods/12_innate.ipynb #a1000006
+@in_fp32
+def pretext_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    "Mean cross-entropy of `logits` (N, K) against self-made pretext labels `labels` (N,) in [0, K)."
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise MedSSLError(f"pretext_cross_entropy needs logits (N, K) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}.")
+    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise MedSSLError(f"pretext labels must lie in [0, {logits.shape[1]}), got range [{int(labels.min())}, {int(labels.max())}].")
+    return F.cross_entropy(logits.float(), labels.long())
+
+# %% ../nbs/methods/13_distillation.ipynb #eca10360
+@in_fp32
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    "BYOL's normalised MSE, averaged over the batch: ||p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z). Detach `z` yourself (stop-gradient)."
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).mean()
+
+# %% ../nbs/methods/13_distillation.ipynb #531ffda1
+@in_fp32
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    "SimSiam's D(p, z) = -cos(p, z), averaged over the batch. Detach `z` yourself (stop-gradient)."
+    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
+
+# %% ../nbs/methods/13_distillation.ipynb #3692fc1c
+@in_fp32
+def dino_loss(student: list, teacher: list, center: torch.Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+    "DINO's cross-entropy H(P_t, P_s) = -sum_k P_t log P_s, averaged over the batch and over every (teacher view, student view) pair except same-view pairs. `student`: V tensors (B, K), the first `len(teacher)` of them from the same global crops as `teacher`."
+    if len(student) < 2 or not teacher: raise MedSSLError("dino_loss needs at least 2 student views and 1 teacher view.")
+    log_ps = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student]
+    pts = [F.softmax((t.float() - center) / teacher_temp, dim=-1).detach() for t in teacher]
+    total, n = 0.0, 0
+    for i, pt in enumerate(pts):
+        for v, lp in enumerate(log_ps):
+            if v == i: continue   # the same crop seen by both networks: skipped
+            total = total + (-(pt * lp).sum(-1)).mean(); n += 1
+    return total / n
+
+@torch.no_grad()
+def dino_center_update(center: torch.Tensor, teacher: list, momentum: float = 0.9) -> None:
+    "In place: c <- m c + (1 - m) * mean of the teacher outputs over the batch (and the global views)."
+    batch_mean = all_reduce_mean(torch.cat([t.float() for t in teacher]).mean(0, keepdim=True))   # over every rank's batch under DDP
+    center.mul_(momentum).add_(batch_mean.to(center.dtype), alpha=1 - momentum)
+
+# %% ../nbs/methods/14_redundancy.ipynb #9c9eb893
+def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    "Each dimension of `z` (N, D) centred and divided by its batch std (biased, as BatchNorm computes it)."
+    z = z.float(); z = z - z.mean(0)
+    return z / torch.sqrt(z.pow(2).mean(0) + eps)
+
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    "Barlow Twins' D×D cross-correlation matrix of two batches of embeddings (N, D)."
+    if z1.shape != z2.shape or z1.ndim != 2: raise MedSSLError(f"need two (N, D) tensors of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}.")
+    if len(z1) < 2: raise MedSSLError("the cross-correlation needs a batch of at least 2.")
+    return batch_standardize(z1, eps).t() @ batch_standardize(z2, eps) / len(z1)
+
+def off_diagonal(c: torch.Tensor) -> torch.Tensor:
+    "The off-diagonal entries of a square matrix, flattened."
+    n = c.shape[0]
+    return c.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+@in_fp32
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> torch.Tensor:
+    "Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij² for the cross-correlation C of `z1`, `z2` (N, D)."
+    if lambd < 0: raise MedSSLError(f"lambd must be >= 0, got {lambd}.")
+    c = cross_correlation(z1, z2, eps)
+    return (1 - torch.diagonal(c)).pow(2).sum() + lambd * off_diagonal(c).pow(2).sum()
+
+# %% ../nbs/methods/14_redundancy.ipynb #79edc726
+def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> dict:
+    "VICReg's invariance, variance (both branches summed) and covariance (both branches summed) terms for `z1`, `z2` (N, D)."
+    if z1.shape != z2.shape or z1.ndim != 2: raise MedSSLError(f"need two (N, D) tensors of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}.")
+    if len(z1) < 2: raise MedSSLError("VICReg needs a batch of at least 2 (the variance is undefined otherwise).")
+    z1, z2 = z1.float(), z2.float(); n, d = z1.shape
+    inv = F.mse_loss(z1, z2)
+    var = sum(F.relu(gamma - torch.sqrt(z.var(dim=0) + eps)).mean() for z in (z1, z2))
+    def cov(z):
+        z = z - z.mean(0); c = z.t() @ z / (n - 1)
+        return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
+    return {"invariance": inv, "variance": var, "covariance": cov(z1) + cov(z2)}
+
+@in_fp32
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
+                gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    "λ s(Z, Z') + μ [v(Z) + v(Z')] + ν [c(Z) + c(Z')] (VICReg, Eq. 6)."
+    t = vicreg_terms(z1, z2, gamma, eps)
+    return inv_weight * t["invariance"] + var_weight * t["variance"] + cov_weight * t["covariance"]
+
+# %% ../nbs/methods/15_generative.ipynb #7dfe1e27
+@in_fp32
+def dae_loss(recon: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    "Squared reconstruction error of the clean image, averaged over pixels, channels and the batch."
+    return (recon.float() - clean.float()).pow(2).mean()
+
+# %% ../nbs/methods/15_generative.ipynb #3de3a591
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    "KL(N(mu, diag exp(logvar)) || N(0, I)) per sample, summed over latent dimensions: (B,)."
+    mu, logvar = mu.float(), logvar.float()
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+
+@in_fp32
+def vae_loss(recon, x, mu, logvar, beta: float = 1.0, pixel_std: float = 0.1) -> dict:
+    "Negative ELBO per pixel: Gaussian reconstruction NLL with fixed std `pixel_std` (constant dropped) + `beta` × KL, averaged over the batch and divided by the pixels per image."
+    n_pix = x[0].numel()
+    rec = 0.5 * (recon.float() - x.float()).pow(2).flatten(1).sum(1) / pixel_std ** 2
+    kl = gaussian_kl(mu, logvar)
+    return {"loss": (rec + beta * kl).mean() / n_pix, "recon": rec.mean(), "kl": kl.mean()}
+
+# %% ../nbs/methods/15_generative.ipynb #6ac5da2d
+@in_fp32
+def gan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    "Discriminator loss of Goodfellow et al. (2014) on logits: -log D(x) - log(1 - D(G(z))), batch means."
+    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
+
+@in_fp32
+def gan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    "Non-saturating generator loss on logits: -log D(G(z)), batch mean."
+    return F.softplus(-d_fake.float()).mean()
+
+# %% ../nbs/methods/15_generative.ipynb #3ceb67bf
+@in_fp32
+def colorization_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    "Squared error of the predicted chroma (Cb, Cr), averaged over pixels, both channels and the batch."
+    return (pred.float() - target.float()).pow(2).mean()
+
+# %% ../nbs/methods/16_selfpred.ipynb #6748e3ec
+@in_fp32
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "MAE loss: mean squared error per patch, averaged over the *masked* patches only. pred/target (B, N, P), mask (B, N)."
+    per_patch = (pred.float() - target.float()).pow(2).mean(-1)
+    m = mask.float()
+    return (per_patch * m).sum() / m.sum().clamp(min=1)
+
+@in_fp32
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    "SimMIM loss: mean absolute error over the pixels of the masked patches only."
+    per_patch = (pred.float() - target.float()).abs().mean(-1)
+    m = mask.float()
+    return (per_patch * m).sum() / m.sum().clamp(min=1)
+
+# %% ../nbs/methods/17_volumetric.ipynb #1ca47dd0
+@in_fp32
+def ibot_patch_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, center: torch.Tensor,
+                    student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+    "iBOT's masked-token loss: H(P_t, P_s) at each masked token, averaged over the masked tokens of each volume, then over the volumes with any. `student`/`teacher` (B, N, K) logits, `mask` (B, N), `center` (1, K)."
+    if student.shape != teacher.shape or mask.shape != student.shape[:2]:
+        raise MedSSLError(f"ibot_patch_loss needs student and teacher (B, N, K) of one shape and mask (B, N); got {tuple(student.shape)}, {tuple(teacher.shape)}, {tuple(mask.shape)}.")
+    log_ps = F.log_softmax(student.float() / student_temp, dim=-1)
+    pt = F.softmax((teacher.float() - center) / teacher_temp, dim=-1).detach()
+    per_token = -(pt * log_ps).sum(-1)
+    m = mask.float(); n = m.sum(1); has = n > 0
+    if not has.any(): return student.float().sum() * 0.0        # no masked token in the batch: zero, graph kept
+    return ((per_token * m).sum(1) / n.clamp(min=1))[has].mean()
+
+@in_fp32
+def koleo_loss(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    "KoLeo regulariser: −mean_i log ρ_i, ρ_i the distance from ℓ2-normalised z_i to its nearest other row (Sablayrolles et al. 2019; DINOv2)."
+    if z.ndim != 2 or len(z) < 2: raise MedSSLError(f"koleo_loss needs a batch (B >= 2, D) of features, got shape {tuple(z.shape)}.")
+    z = F.normalize(z.float(), dim=-1, eps=eps)
+    with torch.no_grad():
+        sim = z @ z.t(); sim.fill_diagonal_(-float("inf")); j = sim.argmax(1)     # nearest neighbour = largest cosine
+    rho = ((z - z[j]).pow(2).sum(-1) + eps ** 2).sqrt()
+    return -torch.log(rho + eps).mean()

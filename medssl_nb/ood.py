@@ -4,7 +4,7 @@
 
 # %% ../nbs/23_ood.ipynb #37db789f
 from __future__ import annotations
-import io, json, math, os, time
+import io, json, math, time
 from dataclasses import dataclass, asdict, replace, field
 from pathlib import Path
 import numpy as np
@@ -13,15 +13,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, average_precision_score
-from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, git_commit, autocast
+from .core import MedSSLError, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
 from .data import (MedData, Split, FLAGS_3D, INFO, check_flag, locate_medmnist, file_md5, synthetic, synthetic_for,
                             apply_shift, with_channels)
 from .views import prepare
 from .evaluate import train_supervised, fine_tune, mean_ci, Classifier
-from .pretrain import method_backbone, RunLog
-from .label_efficiency import LabelEfficiencyConfig, load_study_data, pretrain_encoder
-from .imbalance import StudyBudget
+from .study import StudyBudget, method_backbone, RunLog, run_units, load_study_data, pretrain_encoder, save_figure
 
 # %% auto #0
 __all__ = ['CLASSIFIER_DETECTORS', 'SHIFTS', 'O_METHODS', 'O_FINETUNE', 'PRESETS', 'O_KEYS', 'fpr_at_tpr', 'ood_metrics',
@@ -183,7 +180,7 @@ def far_ood_sets(d: MedData, flags, root=None, synthetic_stand_in: bool = False,
     out, rng = {}, np.random.default_rng(seed)
     for f in flags:
         o = (synthetic_for(f, d.size, seed=sum(map(ord, f)), n_train=20, n_val=10, n_test=200) if synthetic_stand_in
-             else load_study_data(f, LabelEfficiencyConfig(size=d.size, root=root)))
+             else load_study_data(f, StudyBudget(size=d.size, root=root)))
         x = o.test.x
         if x.ndim == 5: x = x[:, :, x.shape[2] // 2]                      # (N, C, D, H, W) -> the middle slice along D
         x = with_channels(x, d.n_channels)
@@ -228,8 +225,6 @@ class OODConfig(StudyBudget):
     max_ood: int = 600
     out: str = "results/ood"
     _volatile = ("seeds", "out", "root", "download", "progress")
-    def identity(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
     def validate(self):
         self.dataset = check_flag(str(self.dataset).lower().strip(), self.size)
         if self.dataset in FLAGS_3D or INFO[self.dataset]["task"].startswith("multi-label"):
@@ -265,13 +260,13 @@ class Detectable:
 
 def train_models(cfg: OODConfig, d: MedData, seed: int, device, tag: str) -> list[Detectable]:
     "The supervised model and each SSL method (frozen encoder, fine-tuned classifier, reconstructing method) on ID data `d`."
-    le = cfg.as_label_efficiency(); models = []
+    models = []
     set_seed(seed)
-    sup, _ = train_supervised(le.encoder(d.n_channels), d.train, d.val, d.task, d.n_classes, epochs=cfg.sup_epochs, lr=cfg.sup_lr,
+    sup, _ = train_supervised(cfg.encoder(d.n_channels), d.train, d.val, d.task, d.n_classes, epochs=cfg.sup_epochs, lr=cfg.sup_lr,
                               batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device)
     models.append(Detectable("supervised", classifier=sup, encoder=sup.encoder))
     for m in cfg.methods:
-        meth, info = pretrain_encoder(le, m, d.train.x, seed, f"ood_{tag}_{m}_seed{seed}", return_method=True)
+        meth, info = pretrain_encoder(cfg, m, d.train.x, seed, f"ood_{tag}_{m}_seed{seed}", return_method=True)
         clf = None
         if m in cfg.finetune_methods:
             clf, _ = fine_tune(meth.encoder, d.train, d.val, d.task, d.n_classes, epochs=cfg.ft_epochs, lr=cfg.ft_lr,
@@ -309,47 +304,46 @@ def _model_name(m: Detectable, det: str) -> str:
     return f"{m.name} (fine-tuned)" if det in CLASSIFIER_DETECTORS else f"{m.name} (frozen)" if det != "reconstruction" else m.name
 
 # %% ../nbs/23_ood.ipynb #070489cf
+def _ood_sets(cfg: OODConfig, d: MedData, dh: MedData | None, far: dict, unit: str, seed: int) -> tuple[MedData, dict]:
+    "The ID data and the OOD sets of one unit: far OOD and every shift at every severity, or the held-out class."
+    if unit == "far + shift":
+        sets = {f"far: {k}": v for k, v in far.items()}
+        return d, sets | {f"shift: {k} {s}": acquisition_shift(d.test.x, k, s, seed=seed) for k in cfg.shifts for s in range(1, 6)}
+    d_id, x_out = holdout_class(dh, cfg.heldout_class)
+    return d_id, {f"held-out class {cfg.heldout_class}": x_out}
+
+def _ood_unit_rows(cfg: OODConfig, d: MedData, dh: MedData | None, far: dict, flag: str, unit: str, seed: int, precision: str, device) -> list[dict]:
+    "Train the unit's models, score every detector on every set; one row per model, detector and set. The first seed's raw scores go to `ood_scores/`."
+    d_id, sets = _ood_sets(cfg, d, dh, far, unit, seed)
+    rows, keep = [], {}
+    for m in train_models(cfg, d_id, seed, device, tag=f"{flag}_{unit.replace(' ', '')}"):
+        for det, per_set in detector_scores(cfg, m, d_id, sets, precision, seed).items():
+            for name, s_out in per_set.items():
+                if name == "ID": continue
+                kind = name.split(":")[0] if ":" in name else "held-out class"
+                shift, sev = (name.split(": ")[1].rsplit(" ", 1)[0], int(name.rsplit(" ", 1)[1])) if kind == "shift" else ("", 0)
+                rows.append({"id_dataset": flag, "setup_kind": kind, "setup": name, "shift": shift, "severity": sev,
+                             "model": _model_name(m, det), "detector": det, **ood_metrics(per_set["ID"], s_out),
+                             "source": "synthetic" if cfg.synthetic else "medmnist"})
+                if seed == cfg.seeds[0] and kind != "shift": keep[f"{_model_name(m, det)}|{det}|{name}"] = s_out.astype(np.float32)
+            if seed == cfg.seeds[0]: keep[f"{_model_name(m, det)}|{det}|ID {flag}"] = per_set["ID"].astype(np.float32)
+    if keep:
+        with atomic_write(Path(cfg.out) / "ood_scores" / f"{flag}_seed{seed}.npz") as f: np.savez_compressed(f, **keep)
+    return rows
+
 def run_ood(cfg: OODConfig) -> tuple[pd.DataFrame, dict]:
     "Run (or continue) the study; each finished unit (one ID setup and seed) is appended to `<out>/ood.csv` at once. Returns (runs, provenance)."
-    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out); le = cfg.as_label_efficiency()
-    d = load_study_data(cfg.dataset, le)                                # fails early on a missing or corrupt file
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    d = load_study_data(cfg.dataset, cfg)                               # fails early on a missing or corrupt file
     far = far_ood_sets(d, cfg.far_flags, cfg.root, synthetic_stand_in=cfg.synthetic, max_n=cfg.max_ood)
-    dh = load_study_data(cfg.heldout_dataset, le) if cfg.heldout_dataset else None
+    dh = load_study_data(cfg.heldout_dataset, cfg) if cfg.heldout_dataset else None
     flags = [cfg.dataset] + list(cfg.far_flags) + ([cfg.heldout_dataset] if cfg.heldout_dataset else [])
     md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, cfg.size, cfg.root, download=False)) for f in dict.fromkeys(flags)}
     log = RunLog(out, cfg, "ood.csv", "ood_config.json")
     device = default_device(); precision = resolve_precision(cfg.precision, device)
     units = [(cfg.dataset, "far + shift", s) for s in cfg.seeds] + ([(cfg.heldout_dataset, "held-out class", s) for s in cfg.seeds] if dh else [])
-    todo = [u for u in units if u not in log.done]
-    bar = tqdm(todo, desc="OOD study", disable=not cfg.progress)
-    for flag, unit, seed in bar:
-        bar.set_postfix_str(f"{flag} {unit} seed {seed}"); t_unit = time.perf_counter()
-        if unit == "far + shift":
-            d_id = d
-            sets = {f"far: {k}": v for k, v in far.items()}
-            sets |= {f"shift: {k} {s}": acquisition_shift(d.test.x, k, s, seed=seed) for k in cfg.shifts for s in range(1, 6)}
-        else:
-            d_id, x_out = holdout_class(dh, cfg.heldout_class); sets = {f"held-out class {cfg.heldout_class}": x_out}
-        models = train_models(cfg, d_id, seed, device, tag=f"{flag}_{unit.replace(' ', '')}")
-        rows, keep = [], {}
-        for m in models:
-            for det, per_set in detector_scores(cfg, m, d_id, sets, precision, seed).items():
-                for name, s_out in per_set.items():
-                    if name == "ID": continue
-                    kind = name.split(":")[0] if ":" in name else "held-out class"
-                    shift, sev = (name.split(": ")[1].rsplit(" ", 1)[0], int(name.rsplit(" ", 1)[1])) if kind == "shift" else ("", 0)
-                    rows.append({"id_dataset": flag, "seed": seed, "setup_kind": kind, "setup": name, "shift": shift, "severity": sev,
-                                 "model": _model_name(m, det), "detector": det, **ood_metrics(per_set["ID"], s_out)})
-                    if seed == cfg.seeds[0] and kind != "shift": keep[f"{_model_name(m, det)}|{det}|{name}"] = s_out.astype(np.float32)
-                if seed == cfg.seeds[0]: keep[f"{_model_name(m, det)}|{det}|ID {flag}"] = per_set["ID"].astype(np.float32)
-        if keep:
-            (out / "ood_scores").mkdir(parents=True, exist_ok=True); tmp = out / "ood_scores" / f".{flag}_seed{seed}.tmp.npz"
-            np.savez_compressed(tmp, **keep); os.replace(tmp, out / "ood_scores" / f"{flag}_seed{seed}.npz")
-        gc = git_commit(Path(__file__).parent if "__file__" in globals() else None)
-        src = "synthetic" if cfg.synthetic else "medmnist"
-        log.add([r | {"dataset_flag": flag, "unit": unit, "source": src, "unit_seconds": round(time.perf_counter() - t_unit, 1),
-                      "commit": gc["commit"], "dirty": gc["dirty"]} for r in rows])
-    df = log.df[log.df.seed.isin(cfg.seeds)].reset_index(drop=True)
+    df = run_units(log, units, lambda flag, unit, seed: _ood_unit_rows(cfg, d, dh, far, flag, unit, seed, precision, device), "OOD study", cfg.progress)
+    df = df[df.seed.isin(cfg.seeds)].reset_index(drop=True)
     prov = provenance(command="medssl study ood", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
                       data_md5=md5, far_ood_sizes={k: len(v) for k, v in far.items()}, wall_time_this_call_s=round(time.perf_counter() - t0, 1),
                       unit_seconds_total=float(df.drop_duplicates(["dataset_flag", "unit", "seed"]).unit_seconds.sum()) if len(df) else 0.0)
@@ -407,7 +401,6 @@ def plot_score_histograms(scores: dict, setups: list[str], pairs: list[tuple[str
 
 def write_ood(df: pd.DataFrame, prov: dict, out: Path):
     "Summary and best/worst tables, provenance, the heatmap and the histograms (first seed), next to `ood.csv`."
-    import matplotlib.pyplot as plt
     summary = summarize_ood(df); bw = best_worst(summary)
     atomic_write_text(summary.to_csv(index=False), out / "ood_summary.csv")
     atomic_write_text(bw.to_csv(index=False), out / "ood_best_worst.csv")
@@ -421,5 +414,4 @@ def write_ood(df: pd.DataFrame, prov: dict, out: Path):
         pairs = [p for p in (("supervised", "MSP"), ("supervised", "Mahalanobis multi-depth"), ("simclr (frozen)", "kNN"), ("mae", "reconstruction"))
                  if f"{p[0]}|{p[1]}|ID {flag}" in sc]
         if setups and pairs: figs.append((f"ood_hist_{flag}.png", plot_score_histograms(sc, setups, pairs, flag)))
-    for name, fig in figs:
-        tmp = out / f".{name}.tmp.png"; fig.savefig(tmp, dpi=100); os.replace(tmp, out / name); plt.close(fig)
+    for name, fig in figs: save_figure(fig, out / name, dpi=100)

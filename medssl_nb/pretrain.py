@@ -4,70 +4,35 @@
 
 # %% ../nbs/07_pretrain.ipynb #20b12857
 from __future__ import annotations
-import json, math, os, sys, time
+import json, math, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn as nn
-from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, git_commit, atomic_write_text, atomic_torch_save, resolve_precision, default_device
-from .data import load_dataset, label_subset, MedData, locate_medmnist, file_md5
+from .core import MedSSLError, NotApplicableError, set_seed, provenance, atomic_write_text, atomic_torch_save, resolve_precision, default_device
+from .data import label_subset, MedData, locate_medmnist, file_md5
 from .backbones import ResNet
-from .methods import METHODS, build_method
+from .methods import METHODS
 from .methods.base import collapse_floor
-from .fit import fit, FitConfig
+from .fit import FitConfig
 from .distributed import is_main, dist_info
-from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, train_supervised, predict_scores, mean_ci
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, fmt_ci
+from .study import (StudyConfig, EncoderSettings, DataSettings, build_encoder, encoder_kwargs, method_backbone, embed_splits, score_features, RunLog,
+                             run_units, save_figure, published, check_fractions, load_for, pretrain_method)
 
 # %% auto #0
-__all__ = ['PUBLISHED_V2', 'build_encoder', 'method_backbone', 'score_features', 'embed_splits', 'PretrainConfig', 'load_for',
-           'pretrain_method', 'run_pretrain', 'CompareConfig', 'RunLog', 'run_compare', 'summarize_compare',
-           'format_compare', 'plot_compare', 'write_compare']
-
-# %% ../nbs/07_pretrain.ipynb #5ce41f5f
-def build_encoder(kind: str, in_chans: int, ndim: int = 2, size: int = 28, width: int = 32, depth: int = 18,
-                  vit_dim: int = 128, vit_depth: int = 4, vit_heads: int = 4, patch: int | None = None) -> nn.Module:
-    "A ResNet (`kind='resnet'`: `depth`, `width`) or a ViT (`kind='vit'`: `vit_dim`, `vit_depth`, `vit_heads`, `patch`) for `in_chans`-channel `size`-px inputs."
-    if kind == "resnet": return ResNet(in_chans, depth, width, ndim=ndim)
-    if kind == "vit":
-        from medssl_nb.backbones import ViT, suggest_patch
-        p = patch or suggest_patch(size)
-        if size % p: raise MedSSLError(f"patch {p} does not divide the image size {size}; choose a patch that does (e.g. {suggest_patch(size)}).")
-        return ViT(in_chans=in_chans, img_size=size, patch=p, dim=vit_dim, depth=vit_depth, heads=vit_heads, ndim=ndim)
-    raise MedSSLError(f"Unknown backbone {kind!r}: use 'resnet' or 'vit'.")
-
-def method_backbone(method: str, backbone: str | None = None) -> str:
-    "The backbone type to build for `method`: `backbone` when given, else the method's own default."
-    if method not in METHODS: build_method(method, None)  # raises the clear 'Unknown method' error
-    return backbone or getattr(METHODS[method], "default_backbone", "resnet")
-
-# %% ../nbs/07_pretrain.ipynb #c480c8a4
-def score_features(feats: dict, d: MedData, idx, knn_k: int = 11) -> tuple[dict, dict]:
-    "Linear-probe and kNN test metrics of features `feats` ({'train','val','test'} arrays) trained on the labelled subset `idx`."
-    ytr = d.train.y.numpy()[idx]
-    s_lp, C = linear_probe(feats["train"][idx], ytr, feats["test"], d.task, feats["val"], d.val.y.numpy())
-    s_knn = knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=knn_k, multilabel=d.task.startswith("multi-label"))
-    return medmnist_metrics(d.test.y.numpy(), s_lp, d.task) | {"C": C}, medmnist_metrics(d.test.y.numpy(), s_knn, d.task)
-
-def embed_splits(encoder: nn.Module, d: MedData, precision: str = "auto") -> dict:
-    "Frozen features of the train, val and test images."
-    return {s: embed(encoder, d.split(s).x, precision=precision) for s in ("train", "val", "test")}
+__all__ = ['PretrainConfig', 'probe_rows', 'run_pretrain', 'CompareConfig', 'run_compare', 'summarize_compare', 'format_compare',
+           'plot_compare', 'write_compare']
 
 # %% ../nbs/07_pretrain.ipynb #104472e9
 @dataclass
-class PretrainConfig:
-    "Settings of one `medssl pretrain` run."
+class PretrainConfig(EncoderSettings, DataSettings):
+    "Settings of one `medssl pretrain` run (beside the encoder's knobs and where data and results live)."
     method: str = "simclr"
     dataset: str = "breastmnist"
-    size: int = 28
     backbone: str | None = None      # None: the method's default ("resnet" or "vit")
     width: int = 32                  # ResNet: channels of the first stage
     depth: int = 18                  # ResNet depth
-    vit_dim: int = 128
-    vit_depth: int = 4
-    vit_heads: int = 4
     patch: int | None = None         # ViT patch; None: backbones.suggest_patch(size)
     epochs: int = 50
     batch_size: int = 128
@@ -78,33 +43,24 @@ class PretrainConfig:
     knn_k: int = 11
     method_kwargs: dict = field(default_factory=dict)
     out: str = "results/pretrain"
-    root: str | None = None
     download: bool = True
-    synthetic: bool = False
-    progress: bool = True
 
     def validate(self):
         self.method = str(self.method).lower(); method_backbone(self.method, self.backbone)
-        for f in self.fractions:
-            if not (0 < f <= 1): raise MedSSLError(f"Label fractions must be in (0, 1], got {f}.")
+        check_fractions(self.fractions)
         if self.epochs < 1: raise MedSSLError("epochs must be >= 1.")
         return self
 
-    def encoder_kwargs(self) -> dict:
-        return dict(size=self.size, width=self.width, depth=self.depth, vit_dim=self.vit_dim, vit_depth=self.vit_depth,
-                    vit_heads=self.vit_heads, patch=self.patch)
-
 # %% ../nbs/07_pretrain.ipynb #fff4537e
-def load_for(dataset: str, size: int = 28, root=None, download: bool = True, synthetic: bool = False) -> MedData:
-    "The dataset a run asks for; the synthetic stand-in when `synthetic` or (loudly) when the real files cannot be had."
-    if synthetic: return load_dataset("synthetic2d", size=size, seed=0)
-    return load_dataset(dataset, size=size, root=root, download=download, fallback="synthetic", seed=0)
-
-def pretrain_method(method: str, d: MedData, backbone: str, encoder_kwargs: dict, fcfg: FitConfig, method_kwargs: dict | None = None):
-    "Build `method` on a fresh encoder seeded with `fcfg.seed` and pretrain it on `d.train.x`; returns the `FitResult`."
-    set_seed(fcfg.seed)
-    enc = build_encoder(backbone, d.n_channels, d.ndim, **encoder_kwargs)
-    return fit(build_method(method, enc, **(method_kwargs or {})), d.train.x, fcfg)
+def probe_rows(feats: dict, d: MedData, fractions, seed: int, knn_k: int = 11) -> list[dict]:
+    "Linear probe and kNN of frozen features at every label fraction (the labelled subset drawn with `seed`)."
+    rows = []
+    for frac in fractions:
+        idx = label_subset(d.train.y, frac, seed=seed, multilabel=d.task.startswith("multi-label"))
+        lp, knn = score_features(feats, d, idx, knn_k)
+        rows += [{"fraction": frac, "n_labels": len(idx), "protocol": "linear probe", **lp},
+                 {"fraction": frac, "n_labels": len(idx), "protocol": "kNN", **knn}]
+    return rows
 
 def run_pretrain(cfg: PretrainConfig) -> dict:
     "Pretrain `cfg.method` on `cfg.dataset`, save its encoder, score it; returns (and writes) a JSON-able report."
@@ -115,117 +71,58 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     out = Path(cfg.out)
     fcfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision, seed=cfg.seed,
                      ckpt_dir=str(out / "checkpoints" / tag), progress=cfg.progress)
-    res = pretrain_method(cfg.method, d, backbone, cfg.encoder_kwargs(), fcfg, cfg.method_kwargs)
+    res = pretrain_method(cfg.method, d, backbone, encoder_kwargs(cfg), fcfg, cfg.method_kwargs)
     if not is_main(): return {"rank": dist_info()[0], "history": res.history}   # under torchrun, rank 0 alone evaluates and writes
     precision = resolve_precision(cfg.precision, default_device())
-    feats = embed_splits(res.method.encoder, d, precision)
-    rows = []
-    for frac in cfg.fractions:
-        idx = label_subset(d.train.y, frac, seed=cfg.seed, multilabel=d.task.startswith("multi-label"))
-        lp, knn = score_features(feats, d, idx, cfg.knn_k)
-        rows += [{"fraction": frac, "n_labels": len(idx), "protocol": "linear probe", **lp},
-                 {"fraction": frac, "n_labels": len(idx), "protocol": "kNN", **knn}]
+    rows = probe_rows(embed_splits(res.method.encoder, d, precision), d, cfg.fractions, cfg.seed, cfg.knn_k)
     report = provenance(command="medssl pretrain", config=asdict(cfg), seeds=[cfg.seed], data_source=d.source, dataset=d.name,
                         backbone=backbone, method_hparams=res.method.hparams(), precision=precision,
                         pretrain_seconds=round(res.wall_time, 1), history=res.history, results=rows,
                         wall_time_s=round(time.perf_counter() - t0, 1))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save({"encoder": res.method.encoder.state_dict(), "backbone": backbone, "encoder_kwargs": cfg.encoder_kwargs(),
+    atomic_torch_save({"encoder": res.method.encoder.state_dict(), "backbone": backbone, "encoder_kwargs": encoder_kwargs(cfg),
                        "in_chans": d.n_channels, "ndim": d.ndim, "hparams": res.method.hparams()}, out / f"{tag}_encoder.pt")
     atomic_write_text(json.dumps(report, indent=2, default=str), out / f"{tag}.json")
     return report
 
 # %% ../nbs/07_pretrain.ipynb #12483a0e
 @dataclass
-class CompareConfig:
-    "Settings of `medssl compare`."
+class CompareConfig(StudyConfig, EncoderSettings, DataSettings):
+    "Settings of `medssl compare` (beside the encoder's knobs, the same for every method, and where data and results live)."
     methods: tuple = ()              # empty: every registered method
     datasets: tuple = ("breastmnist", "retinamnist")
     seeds: tuple = (0, 1, 2)
     fractions: tuple = (0.01, 0.1, 1.0)
-    size: int = 28
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
-    width: int = 16
-    depth: int = 10
-    vit_dim: int = 128
-    vit_depth: int = 4
-    vit_heads: int = 4
     sup_epochs: int = 50
     knn_k: int = 11
     precision: str = "auto"
     out: str = "results/compare"
-    root: str | None = None
     download: bool = True
-    synthetic: bool = False
-    progress: bool = True
-    _volatile = ("methods", "datasets", "seeds", "out", "root", "download", "progress")
-
-    def identity(self) -> dict:
-        "What must match for results in one folder to belong to one comparison (methods, datasets, seeds may grow)."
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
 
     def validate(self):
         if not self.methods: self.methods = tuple(sorted(METHODS))
         self.methods = tuple(str(m).lower() for m in self.methods)
         for m in self.methods: method_backbone(m)
         if not self.seeds or not self.datasets: raise MedSSLError("Give at least one seed and one dataset.")
-        for f in self.fractions:
-            if not (0 < f <= 1): raise MedSSLError(f"Label fractions must be in (0, 1], got {f}.")
+        check_fractions(self.fractions)
         if self.epochs < 1 or self.sup_epochs < 1: raise MedSSLError("epochs and sup_epochs must be >= 1.")
         return self
 
-    def encoder_kwargs(self) -> dict:
-        return dict(size=self.size, width=self.width, depth=self.depth, vit_dim=self.vit_dim, vit_depth=self.vit_depth,
-                    vit_heads=self.vit_heads)
-
-# %% ../nbs/07_pretrain.ipynb #d00543c2
-# A run is flagged collapsed when its final embedding std is below `collapse_floor(d)` = 0.1/sqrt(d) (methods.base), the rule fit warns by.
-
-def _unit_key(r) -> tuple:
-    "A unit of work: (dataset flag, method name or 'baselines', seed)."
-    return (r["dataset_flag"], r["unit"], int(r["seed"]))
-
-class RunLog:
-    "A study's CSV of finished units, rewritten atomically after each unit, refusing a folder of another configuration (`cfg.identity()`)."
-    def __init__(self, out: Path, cfg, csv_name: str = "compare_runs.csv", cfg_name: str = "compare_config.json"):
-        self.out, self.csv, self.cfg_path = out, out / csv_name, out / cfg_name
-        ident = json.loads(json.dumps(cfg.identity(), default=str))
-        if self.cfg_path.exists():
-            old = json.loads(self.cfg_path.read_text())
-            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
-            if diff:
-                raise MedSSLError(f"{out} holds {self.csv.name} made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
-                                  "Use another --out folder, or delete that folder to start over.")
-        self.df = pd.DataFrame()
-        if self.csv.exists():
-            try: self.df = pd.read_csv(self.csv)
-            except Exception as e:
-                raise MedSSLError(f"{self.csv} cannot be read ({type(e).__name__}: {e}); it is damaged. Move it aside, or use another --out folder.") from e
-            missing = [c for c in ("dataset_flag", "unit", "seed") if len(self.df) and c not in self.df.columns]
-            if missing:
-                raise MedSSLError(f"{self.csv} lacks the column(s) {', '.join(missing)}: it was written by an older version of medssl_nb "
-                                  "(or by hand). Move it aside to rerun every unit, or use another --out folder.")
-        self.done = {_unit_key(r) for _, r in self.df.iterrows()} if len(self.df) else set()
-        out.mkdir(parents=True, exist_ok=True); atomic_write_text(json.dumps(ident, indent=2), self.cfg_path)   # only once the folder is known good
-    def add(self, rows: list[dict]):
-        self.df = pd.concat([self.df, pd.DataFrame(rows)], ignore_index=True)
-        atomic_write_text(self.df.to_csv(index=False), self.csv)
-        self.done |= {_unit_key(r) for r in rows}
-
 # %% ../nbs/07_pretrain.ipynb #1360b392
-def _baseline_rows(cfg: CompareConfig, d: MedData, flag: str, seed: int, precision: str, device) -> list[dict]:
+def _baseline_rows(cfg: CompareConfig, d: MedData, seed: int, precision: str, device) -> list[dict]:
     "Random-init encoders (each backbone type in use) and supervised-from-scratch ResNets for one dataset and seed."
     rows, multilabel = [], d.task.startswith("multi-label")
     kinds = sorted({method_backbone(m) for m in cfg.methods})
     feats = {}
     for kind in kinds:
-        set_seed(10_000 + seed); enc = build_encoder(kind, d.n_channels, d.ndim, **cfg.encoder_kwargs()).to(device)
+        set_seed(10_000 + seed); enc = build_encoder(kind, d.n_channels, d.ndim, **encoder_kwargs(cfg)).to(device)
         feats[kind] = embed_splits(enc, d, precision)
     for frac in cfg.fractions:
         idx = label_subset(d.train.y, frac, seed=seed, multilabel=multilabel)
-        base = {"dataset_flag": flag, "dataset": d.name, "source": d.source, "seed": seed, "fraction": frac, "n_labels": len(idx)}
+        base = {"dataset": d.name, "source": d.source, "fraction": frac, "n_labels": len(idx)}
         for kind in kinds:
             lp, knn = score_features(feats[kind], d, idx, cfg.knn_k)
             rows += [base | {"method": f"random-init {kind}", "backbone": kind, "protocol": "linear probe", **lp},
@@ -244,21 +141,15 @@ def _method_rows(cfg: CompareConfig, d: MedData, flag: str, method: str, seed: i
     fcfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision, seed=seed,
                      ckpt_dir=str(Path(cfg.out) / "checkpoints" / f"{flag}_{method}_seed{seed}"), progress=False)
     try:
-        res = pretrain_method(method, d, backbone, cfg.encoder_kwargs(), fcfg)
-    except MedSSLError as e:  # e.g. colourisation on a grey dataset: recorded as not applicable, not hidden
-        return [{"dataset_flag": flag, "dataset": d.name, "source": d.source, "seed": seed, "method": method, "backbone": backbone,
+        res = pretrain_method(method, d, backbone, encoder_kwargs(cfg), fcfg)
+    except NotApplicableError as e:  # e.g. colourisation on a grey dataset: recorded as not applicable, not hidden (any other error fails the unit)
+        return [{"dataset": d.name, "source": d.source, "method": method, "backbone": backbone,
                  "protocol": "not applicable", "note": str(e).splitlines()[0]}]
-    feats = embed_splits(res.method.encoder, d, precision)
-    h = res.history[-1]; rows = []
-    for frac in cfg.fractions:
-        idx = label_subset(d.train.y, frac, seed=seed, multilabel=d.task.startswith("multi-label"))
-        lp, knn = score_features(feats, d, idx, cfg.knn_k)
-        base = {"dataset_flag": flag, "dataset": d.name, "source": d.source, "seed": seed, "fraction": frac, "n_labels": len(idx),
-                "method": method, "backbone": backbone, "pretrain_seconds": round(res.wall_time, 1), "final_ssl_loss": h["loss"],
-                "first_ssl_loss": res.history[0]["loss"], "final_emb_std": h["emb_std"], "emb_dim": h["emb_dim"],
-                "emb_std_vs_isotropic": h["emb_std"] * math.sqrt(h["emb_dim"]), "collapsed": h["emb_std"] < collapse_floor(h["emb_dim"])}
-        rows += [base | {"protocol": "linear probe", **lp}, base | {"protocol": "kNN", **knn}]
-    return rows
+    h = res.history[-1]
+    base = {"dataset": d.name, "source": d.source, "method": method, "backbone": backbone, "pretrain_seconds": round(res.wall_time, 1),
+            "final_ssl_loss": h["loss"], "first_ssl_loss": res.history[0]["loss"], "final_emb_std": h["emb_std"], "emb_dim": h["emb_dim"],
+            "emb_std_vs_isotropic": h["emb_std"] * math.sqrt(h["emb_dim"]), "collapsed": h["emb_std"] < collapse_floor(h["emb_dim"])}
+    return [base | r for r in probe_rows(embed_splits(res.method.encoder, d, precision), d, cfg.fractions, seed, cfg.knn_k)]
 
 # %% ../nbs/07_pretrain.ipynb #71013cbf
 def run_compare(cfg: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -266,21 +157,15 @@ def run_compare(cfg: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
     log = RunLog(out, cfg)
     device = default_device(); precision = resolve_precision(cfg.precision, device)
-    units = [(flag, m, s) for flag in cfg.datasets for s in cfg.seeds for m in ("baselines",) + tuple(cfg.methods)]
-    todo = [u for u in units if u not in log.done]
     data, md5 = {}, {}
-    bar = tqdm(todo, desc="compare", disable=not cfg.progress)
-    for flag, m, s in bar:
-        bar.set_postfix_str(f"{flag} {m} seed {s}")
+    def work(flag, unit, seed):
         if flag not in data:
             data[flag] = load_for(flag, cfg.size, cfg.root, cfg.download, cfg.synthetic)
             if data[flag].source == "medmnist": md5[flag] = file_md5(locate_medmnist(flag, cfg.size, cfg.root, download=False))
-        d = data[flag]
-        t_unit = time.perf_counter()
-        rows = _baseline_rows(cfg, d, flag, s, precision, device) if m == "baselines" else _method_rows(cfg, d, flag, m, s, precision)
-        gc = git_commit(Path(__file__).parent if "__file__" in globals() else None)   # each unit records the code that made it
-        log.add([r | {"unit": m, "unit_seconds": round(time.perf_counter() - t_unit, 1), "commit": gc["commit"], "dirty": gc["dirty"]} for r in rows])
-    df = log.df
+        if unit == "baselines": return _baseline_rows(cfg, data[flag], seed, precision, device)
+        return _method_rows(cfg, data[flag], flag, unit, seed, precision)
+    units = [(flag, m, s) for flag in cfg.datasets for s in cfg.seeds for m in ("baselines",) + tuple(cfg.methods)]
+    df = run_units(log, units, work, "compare", cfg.progress)
     df = df[df.dataset_flag.isin(cfg.datasets) & df.seed.isin(cfg.seeds)]
     summary = summarize_compare(df)
     prov = provenance(command="medssl compare", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
@@ -291,14 +176,16 @@ def run_compare(cfg: CompareConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 # %% ../nbs/07_pretrain.ipynb #2fb42778
 def summarize_compare(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean, std, 95 % CI over seeds of test AUC and ACC per dataset, method, protocol and label fraction, with flags."
-    df = df[df.protocol != "not applicable"]
-    out = []
+    "Mean, std, 95 % CI over seeds of test AUC and ACC per dataset, method, protocol and label fraction, with flags; a unit that failed is a row of its own (protocol 'failed', its error in `note`), never dropped."
+    failed = df[df.status == "failed"] if "status" in df else df.iloc[:0]
+    df = df[(df.protocol != "not applicable") & ~df.index.isin(failed.index)]
+    out = [{"dataset": flag, "source": "", "method": unit, "backbone": "", "protocol": "failed", "fraction": np.nan, "n_labels": 0, "seeds": len(g),
+            "note": "; ".join(sorted(set(g.error.astype(str))))} for (flag, unit), g in failed.groupby(["dataset_flag", "unit"], sort=False)]
     for (flag, method, proto, frac), g in df.groupby(["dataset_flag", "method", "protocol", "fraction"], sort=False):
         r = {"dataset": flag, "source": g.source.iloc[0], "method": method, "backbone": g.backbone.iloc[0], "protocol": proto,
              "fraction": frac, "n_labels": int(g.n_labels.median()), "seeds": len(g)}
         for m in ("auc", "acc"):
-            s = mean_ci(g[m]); r |= {f"{m}_mean": s["mean"], f"{m}_std": s["std"], f"{m}_ci95": s["ci"]}
+            s = mean_ci(g[m]); r |= {f"{m}_mean": s["mean"], f"{m}_std": s["std"], f"{m}_ci95": s["ci"], f"{m}_nan_seeds": s["n_missing"]}
         if "pretrain_seconds" in g and g.pretrain_seconds.notna().any(): r["pretrain_seconds"] = float(g.pretrain_seconds.mean())
         if "collapsed" in g and g.collapsed.notna().any(): r["collapsed_seeds"] = int(g.collapsed.fillna(False).astype(bool).sum())
         out.append(r)
@@ -311,20 +198,14 @@ def summarize_compare(df: pd.DataFrame) -> pd.DataFrame:
     return s
 
 # %% ../nbs/07_pretrain.ipynb #abbbd5f3
-PUBLISHED_V2 = {  # MedMNIST v2 (Yang et al., Sci. Data 2023), ResNet-18 (28) from scratch, 100 % labels, test AUC / ACC
-    "breastmnist": (0.901, 0.863), "retinamnist": (0.717, 0.524), "pneumoniamnist": (0.944, 0.854), "dermamnist": (0.917, 0.735),
-    "bloodmnist": (0.998, 0.958), "organamnist": (0.997, 0.935), "pathmnist": (0.983, 0.907)}
-
-def _fmt(r, m="auc"):
-    ci = r[f"{m}_ci95"]
-    return f"{r[f'{m}_mean']:.3f} ± {ci:.3f}" if np.isfinite(ci) else f"{r[f'{m}_mean']:.3f}"
+def _fmt(r, m="auc"): return fmt_ci(r[f"{m}_mean"], r[f"{m}_ci95"], int(r["seeds"]) - int(r.get(f"{m}_nan_seeds", 0) or 0), int(r.get(f"{m}_nan_seeds", 0) or 0))
 
 def format_compare(summary: pd.DataFrame, prov: dict | None = None) -> str:
     "Markdown tables (one per dataset): rows = methods, columns = protocol × label fraction, cells = test AUC mean ± 95 % CI."
     lines = []
     for flag, g in summary.groupby("dataset", sort=False):
-        fr = sorted(g.fraction.unique())
-        src = g.source.iloc[0]
+        fr = sorted(g.fraction.dropna().unique())
+        src = next((s for s in g.source if s), "")
         lines += [f"### {flag}" + ("" if src == "medmnist" else " (SYNTHETIC stand-in, not patient data)"), ""]
         head = "| method | backbone | " + " | ".join(f"LP {f:.0%}" for f in fr) + " | " + " | ".join(f"kNN {f:.0%}" for f in fr) + " | pretrain s | flags |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
@@ -335,20 +216,20 @@ def format_compare(summary: pd.DataFrame, prov: dict | None = None) -> str:
             cell = lambda p, f: _fmt(h.loc[(p, f)]) if (p, f) in h.index else "–"
             flags = []
             if "collapsed_seeds" in h and h.collapsed_seeds.fillna(0).max() > 0: flags.append(f"collapsed in {int(h.collapsed_seeds.max())} seed(s)")
+            if "failed" in h.index.get_level_values(0): flags.append(f"failed in {int(h.loc['failed'].seeds.iloc[0])} seed(s): {h.loc['failed'].note.iloc[0][:120]}")
             if "beats_random" in h:
                 lose = [f"{f:.0%}" for (p, f), b in h.beats_random.items() if p == "linear probe" and b == 0]
                 if lose: flags.append("LP ≤ random at " + ", ".join(lose))
             ps = h.pretrain_seconds.mean() if "pretrain_seconds" in h and h.pretrain_seconds.notna().any() else float("nan")
-            lines.append(f"| {m} | {h.backbone.iloc[0]} | " + " | ".join(cell("linear probe", f) for f in fr) + " | "
+            lines.append(f"| {m} | {next((b for b in h.backbone if b), '')} | " + " | ".join(cell("linear probe", f) for f in fr) + " | "
                          + " | ".join(cell("kNN", f) for f in fr) + f" | {'' if not np.isfinite(ps) else f'{ps:.0f}'} | {'; '.join(flags)} |")
         sup = g[g.method == "supervised from scratch"].set_index("fraction")
         if len(sup):
             lines.append("| **supervised from scratch** | resnet | " + " | ".join(_fmt(sup.loc[f]) if f in sup.index else "–" for f in fr)
                          + " | " + " | ".join("" for _ in fr) + " | | same backbone, trained on the labelled subset |")
         lines.append("")
-        if flag in PUBLISHED_V2 and src == "medmnist":
-            auc, acc = PUBLISHED_V2[flag]
-            lines += [f"Published, not measured here: MedMNIST v2 ResNet-18 (28) trained from scratch on 100 % of the labels, test AUC {auc:.3f}, ACC {acc:.3f}.", ""]
+        pub = published(flag) if src == "medmnist" else None
+        if pub: lines += [f"Published, not measured here: MedMNIST v2 ResNet-18 (28) trained from scratch on 100 % of the labels, test AUC {pub['auc']:.3f}, ACC {pub['acc']:.3f}.", ""]
     if prov:
         c = prov.get("config", {})
         lines.append(f"Test AUC, mean ± 95 % t-interval over seeds {prov.get('seeds')}; every method pretrained {c.get('epochs')} epochs, "
@@ -366,7 +247,7 @@ def plot_compare(summary: pd.DataFrame, fraction: float | None = None):
         g = summary[summary.dataset == flag]
         f = fraction if fraction is not None else sorted(g.fraction.unique())[len(g.fraction.unique()) // 2]
         lp = g[(g.protocol == "linear probe") & (g.fraction == f) & ~g.method.str.startswith("random")].sort_values("auc_mean")
-        ax.barh(lp.method, lp.auc_mean, xerr=lp.auc_ci95.fillna(0), color=["tab:red" if c else "tab:blue" for c in lp.get("collapsed_seeds", pd.Series(0, index=lp.index)).fillna(0) > 0], alpha=.8, capsize=2)
+        ax.barh(lp.method, lp.auc_mean, xerr=lp.auc_ci95, color=["tab:red" if c else "tab:blue" for c in lp.get("collapsed_seeds", pd.Series(0, index=lp.index)).fillna(0) > 0], alpha=.8, capsize=2)
         for m, ls, c in (("random-init resnet", ":", "gray"), ("random-init vit", "-.", "gray"), ("supervised from scratch", "--", "k")):
             r = g[(g.method == m) & (g.fraction == f) & (g.protocol.isin(["linear probe", "supervised"]))]
             if len(r): ax.axvline(r.auc_mean.iloc[0], ls=ls, c=c, label=m)
@@ -380,5 +261,4 @@ def write_compare(df, summary, prov, out: Path):
     atomic_write_text(summary.to_csv(index=False), out / "compare_summary.csv")
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "compare_provenance.json")
     atomic_write_text(format_compare(summary, prov) + "\n", out / "compare_table.md")
-    fig = plot_compare(summary); tmp = out / ".compare.png.tmp.png"; fig.savefig(tmp, dpi=120); os.replace(tmp, out / "compare.png")
-    import matplotlib.pyplot as plt; plt.close(fig)
+    save_figure(plot_compare(summary), out / "compare.png", dpi=120)

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, autocast
 from .data import load_dataset, synthetic_for, with_channels, Split, file_md5, locate_medmnist
 from .views import prepare
 from .evaluate import embed, train_supervised, mean_ci
-from .pretrain import METHODS
-from .label_efficiency import LabelEfficiencyConfig, pretrain_encoder
+from .methods import METHODS
+from .study import StudyConfig, DataSettings, StudyBudget, pretrain_encoder, save_figure
 
 # %% auto #0
 __all__ = ['linear_cka', 'layer_features', 'cka_table', 'nearest', 'retrieval_precision', 'RepresentationConfig', 'load_grey',
@@ -81,7 +80,7 @@ def retrieval_precision(idx: np.ndarray, query_labels, bank_labels) -> np.ndarra
 
 # %% ../nbs/26_representations.ipynb #b501e990
 @dataclass
-class RepresentationConfig:
+class RepresentationConfig(StudyConfig, DataSettings):
     "Settings of `medssl study representations`: encoders pretrained on the pooled training images of `datasets` (grey, 28 px), compared on their test images."
     datasets: tuple = ("breastmnist", "pneumoniamnist", "retinamnist")
     methods: tuple = ("simclr", "byol", "mae")
@@ -100,11 +99,7 @@ class RepresentationConfig:
     seed: int = 0
     precision: str = "auto"
     out: str = "results/representations"
-    root: str | None = None
-    download: bool = False
-    synthetic: bool = False            # flag-shaped synthetic stand-ins (tests, demos)
     synthetic_n: int = 200
-    progress: bool = True
 
     def validate(self):
         from medssl_nb.data import FLAGS_2D
@@ -120,12 +115,11 @@ class RepresentationConfig:
         if self.k > self.bank_per_dataset: raise MedSSLError(f"k={self.k} is larger than the retrieval bank ({self.bank_per_dataset} per dataset).")
         return self
 
-    def le(self) -> LabelEfficiencyConfig:
-        "The pretraining settings in the form `label_efficiency.pretrain_encoder` takes (checkpoints under <out>/checkpoints)."
-        return LabelEfficiencyConfig(datasets=self.datasets, methods=self.methods, depth=self.depth, width=self.width, vit_dim=self.vit_dim,
-                                     vit_depth=self.vit_depth, vit_heads=self.vit_heads, pretrain_steps=self.pretrain_steps,
-                                     batch_size=self.batch_size, lr=self.lr, precision=self.precision, out=str(Path(self.out) / "checkpoints"),
-                                     progress=False)
+    def budget(self) -> StudyBudget:
+        "The encoders and pretraining budget as the study layer's `pretrain_encoder` takes them (checkpoints under <out>/checkpoints)."
+        return StudyBudget(depth=self.depth, width=self.width, vit_dim=self.vit_dim, vit_depth=self.vit_depth, vit_heads=self.vit_heads,
+                           pretrain_steps=self.pretrain_steps, batch_size=self.batch_size, lr=self.lr, precision=self.precision,
+                           out=str(Path(self.out) / "checkpoints"), progress=False)
 
 def _draw(n: int, m: int, rng) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(n, m), replace=False))
@@ -141,46 +135,44 @@ def load_grey(cfg: RepresentationConfig) -> list:
     return ds
 
 # %% ../nbs/26_representations.ipynb #7632a9dd
-def run_representations(cfg: RepresentationConfig) -> dict:
-    """Pretrain every method of `cfg` on the pooled training images, train the supervised baseline on the joint labels, and compare
-    all encoders (and a random-init ResNet) on held-out test images: UMAP coordinates, linear CKA between layers and between
-    encoders, nearest-neighbour retrieval. Writes CSVs, figures and provenance to `cfg.out`; returns the tables."""
-    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
-    datas = load_grey(cfg)                                            # fails early on a missing or corrupt file
-    ml = [d.name for d in datas if d.task.startswith("multi-label")]
-    if ml: raise MedSSLError(f"{ml} are multi-label; the joint label space of this study needs single-label sets.")
-    md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, 28, cfg.root, download=False)) for f in cfg.datasets}
-    device = default_device(); precision = resolve_precision(cfg.precision, device)
+def _study_sets(cfg: RepresentationConfig, datas: list, rng) -> dict:
+    "The pooled training set on the joint label space, its validation set, and the drawn queries (test) and retrieval bank (train) with their labels and datasets."
     offs = np.cumsum([0] + [d.n_classes for d in datas])
-    rng = np.random.default_rng(cfg.seed)
-    pool_x = torch.cat([d.train.x for d in datas]); pool_y = torch.cat([d.train.y[:, :1] + int(o) for d, o in zip(datas, offs)])
-    val = Split(torch.cat([d.val.x for d in datas]), torch.cat([d.val.y[:, :1] + int(o) for d, o in zip(datas, offs)]))
+    joint = lambda sp: torch.cat([getattr(d, sp).y[:, :1] + int(o) for d, o in zip(datas, offs)])
     q = [(i, j) for i, d in enumerate(datas) for j in _draw(len(d.test), cfg.n_queries, rng)]
-    qx = torch.stack([datas[i].test.x[j] for i, j in q]); qd = np.array([i for i, _ in q])
-    qy = np.array([int(datas[i].test.y[j, 0]) + int(offs[i]) for i, j in q])
     b = [(i, j) for i, d in enumerate(datas) for j in _draw(len(d.train), cfg.bank_per_dataset, rng)]
-    bx = torch.stack([datas[i].train.x[j] for i, j in b]); bd = np.array([i for i, _ in b])
-    by = np.array([int(datas[i].train.y[j, 0]) + int(offs[i]) for i, j in b])
-    le = cfg.le(); encoders, info = {}, {}
-    steps = ["random init", *cfg.methods, "supervised"]
-    bar = tqdm(steps, desc="encoders", disable=not cfg.progress)
+    return {"offs": offs, "pool": Split(torch.cat([d.train.x for d in datas]), joint("train")), "val": Split(torch.cat([d.val.x for d in datas]), joint("val")),
+            "qx": torch.stack([datas[i].test.x[j] for i, j in q]), "qd": np.array([i for i, _ in q]),
+            "qy": np.array([int(datas[i].test.y[j, 0]) + int(offs[i]) for i, j in q]),
+            "bx": torch.stack([datas[i].train.x[j] for i, j in b]), "bd": np.array([i for i, _ in b]),
+            "by": np.array([int(datas[i].train.y[j, 0]) + int(offs[i]) for i, j in b])}
+
+def _train_encoders(cfg: RepresentationConfig, s: dict, device) -> tuple[dict, dict]:
+    "A random-init ResNet, every SSL method pretrained on the pool, and the supervised ResNet on the joint labels; with what each cost."
+    budget, encoders, info = cfg.budget(), {}, {}
+    bar = tqdm(["random init", *cfg.methods, "supervised"], desc="encoders", disable=not cfg.progress)
     for name in bar:
         bar.set_postfix_str(name); t = time.perf_counter()
         if name == "random init":
-            set_seed(10_000 + cfg.seed); encoders[name] = le.encoder(1, None).to(device); info[name] = {}
+            set_seed(10_000 + cfg.seed); encoders[name] = budget.encoder(1, None).to(device); info[name] = {}
         elif name == "supervised":
             set_seed(cfg.seed)
-            model, hist = train_supervised(le.encoder(1, None), Split(pool_x, pool_y), val, "multi-class", int(offs[-1]), epochs=cfg.sup_epochs,
+            model, hist = train_supervised(budget.encoder(1, None), s["pool"], s["val"], "multi-class", int(s["offs"][-1]), epochs=cfg.sup_epochs,
                                            batch_size=cfg.batch_size, precision=cfg.precision, seed=cfg.seed, progress=False, device=device)
             encoders[name] = model.encoder; info[name] = {"best_val_auc": max(h["val_auc"] for h in hist)}
         else:
-            encoders[name], info[name] = pretrain_encoder(le, name, pool_x, cfg.seed, f"{name}_seed{cfg.seed}")
+            encoders[name], info[name] = pretrain_encoder(budget, name, s["pool"].x, cfg.seed, f"{name}_seed{cfg.seed}")
         info[name]["seconds"] = round(time.perf_counter() - t, 1)
+    return encoders, info
+
+def _analyse(cfg: RepresentationConfig, encoders: dict, s: dict, datas: list, precision: str) -> tuple[dict, list, list, dict]:
+    "Per encoder: query features, layer features, retrieval precision per dataset, UMAP coordinates and the retrieved neighbours."
     import umap
     feats, layers, ret_rows, umap_rows, neigh = {}, {}, [], [], {}
+    qy, qd, by, bd, offs = s["qy"], s["qd"], s["by"], s["bd"], s["offs"]
     for name, enc in tqdm(encoders.items(), desc="analysis", disable=not cfg.progress):
-        fq, fb = embed(enc, qx, precision=precision), embed(enc, bx, precision=precision)
-        feats[name] = fq.astype(np.float64); layers[name] = layer_features(enc, qx, precision=precision)
+        fq, fb = embed(enc, s["qx"], precision=precision), embed(enc, s["bx"], precision=precision)
+        feats[name] = fq.astype(np.float64); layers[name] = layer_features(enc, s["qx"], precision=precision)
         idx = nearest(fq, fb, cfg.k); neigh[name] = idx
         same_class, same_set = retrieval_precision(idx, qy, by), retrieval_precision(idx, qd, bd)
         for i, d in enumerate(datas):
@@ -192,6 +184,21 @@ def run_representations(cfg: RepresentationConfig) -> dict:
         xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed, n_jobs=1).fit_transform(fq)
         umap_rows += [{"encoder": name, "x": float(a), "y": float(c), "dataset": cfg.datasets[qd[i]], "label": int(qy[i] - offs[qd[i]])}
                       for i, (a, c) in enumerate(xy)]
+    return feats, layers, ret_rows, umap_rows, neigh
+
+def run_representations(cfg: RepresentationConfig) -> dict:
+    """Pretrain every method of `cfg` on the pooled training images, train the supervised baseline on the joint labels, and compare
+    all encoders (and a random-init ResNet) on held-out test images: UMAP coordinates, linear CKA between layers and between
+    encoders, nearest-neighbour retrieval. Writes CSVs, figures and provenance to `cfg.out`; returns the tables."""
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    datas = load_grey(cfg)                                            # fails early on a missing or corrupt file
+    ml = [d.name for d in datas if d.task.startswith("multi-label")]
+    if ml: raise MedSSLError(f"{ml} are multi-label; the joint label space of this study needs single-label sets.")
+    md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, 28, cfg.root, download=False)) for f in cfg.datasets}
+    device = default_device(); precision = resolve_precision(cfg.precision, device)
+    s = _study_sets(cfg, datas, np.random.default_rng(cfg.seed))
+    encoders, info = _train_encoders(cfg, s, device)
+    feats, layers, ret_rows, umap_rows, neigh = _analyse(cfg, encoders, s, datas, precision)
     cka_layers = pd.concat([cka_table(layers[n], layers[n]).stack().rename("cka").reset_index().rename(columns={"level_0": "layer_a", "level_1": "layer_b"})
                             .assign(encoder=n) for n in encoders], ignore_index=True)
     names = list(encoders)
@@ -200,21 +207,17 @@ def run_representations(cfg: RepresentationConfig) -> dict:
            "encoders": pd.DataFrame([{"encoder": n, **info[n]} for n in names])}
     prov = provenance(command="medssl study representations", config=asdict(cfg), precision=precision, device=str(device), data_md5=md5,
                       wall_time_s=round(time.perf_counter() - t0, 1))
-    write_representations(res, prov, out, qx, bx, neigh, qd)
+    write_representations(res, prov, out, s["qx"], s["bx"], neigh, s["qd"])
     return res
 
 def write_representations(res: dict, prov: dict, out: Path, qx=None, bx=None, neigh=None, qd=None):
     "CSVs, figures and provenance of a representation study into `out` (each file written whole, then moved into place)."
-    from medssl_nb.core import atomic_write
-    import matplotlib; import matplotlib.pyplot as plt
     out.mkdir(parents=True, exist_ok=True)
     for k, df in res.items():
         atomic_write_text(df.to_csv(index=(k == "cka_encoders")), out / f"representations_{k}.csv")
     figs = {"umap": plot_umap(res["umap"]), "cka": plot_cka(res["cka_layers"], res["cka_encoders"])}
     if qx is not None: figs["retrieval"] = plot_retrieval(qx, bx, neigh, qd)
-    for k, fig in figs.items():
-        tmp = out / f".representations_{k}.png.tmp"; fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"); tmp.replace(out / f"representations_{k}.png")
-        plt.close(fig)
+    for k, fig in figs.items(): save_figure(fig, out / f"representations_{k}.png", bbox_inches="tight")
     atomic_write_text(json.dumps(prov, indent=1, default=str), out / "representations_provenance.json")
 
 # %% ../nbs/26_representations.ipynb #96d415f7

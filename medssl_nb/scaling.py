@@ -4,20 +4,19 @@
 
 # %% ../nbs/24_scaling.ipynb #5ba4d21b
 from __future__ import annotations
-import gzip, json, math, os, time
-from dataclasses import dataclass, asdict, replace
+import gzip, json, math, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
-from tqdm.auto import tqdm
-from .core import MedSSLError, provenance, atomic_write_text, resolve_precision, default_device, git_commit
+from .core import MedSSLError, provenance, atomic_write_text, resolve_precision, default_device
 from .data import MedData, FLAGS_3D, INFO, check_flag, pool_unlabeled, label_subset, locate_medmnist, file_md5
 from .backbones import count_params
 from .evaluate import medmnist_metrics, linear_probe, mean_ci
-from .pretrain import method_backbone, embed_splits, build_encoder, RunLog
-from .label_efficiency import LabelEfficiencyConfig, load_study_data, pretrain_encoder, available_2d_flags, data_with_channels
+from .study import (StudyConfig, DataSettings, StudyBudget, method_backbone, embed_splits, build_encoder, encoder_kwargs, RunLog, run_units,
+                             load_study_data, pretrain_encoder, available_2d_flags, data_with_channels, save_figure)
 
 # %% auto #0
 __all__ = ['S_METHODS', 'GRIDS', 'fit_power_law', 'davies_bouldin', 'gzip_ratio', 'dataset_characteristics', 'ScalingConfig',
@@ -71,7 +70,7 @@ def dataset_characteristics(flag: str, d: MedData) -> dict:
 S_METHODS = ("simclr", "mae")
 
 @dataclass
-class ScalingConfig:
+class ScalingConfig(StudyConfig, DataSettings):
     "Settings of `medssl study scaling`: a grid of pretraining-set sizes x model sizes x methods; `GRIDS` holds named grids."
     datasets: tuple = ()                          # downstream sets (linear probes); empty: every 2D MedMNIST file found locally
     pool_flags: tuple = ()                        # pretraining pool: training images of these sets; empty: the downstream sets
@@ -91,16 +90,8 @@ class ScalingConfig:
     probe_max_train: int = 5000                   # linear probes train on at most this many (stratified) training images
     precision: str = "auto"
     out: str = "results/scaling"
-    root: str | None = None
-    download: bool = False
-    synthetic: bool = False                       # flag-shaped synthetic stand-ins (tests, demos)
     synthetic_n: int = 300
-    progress: bool = True
     _volatile = ("seeds", "out", "root", "download", "progress")
-
-    def identity(self) -> dict:
-        "What must match for results in one CSV to belong together (seeds may grow)."
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
 
     def validate(self):
         if not self.datasets:
@@ -129,16 +120,16 @@ class ScalingConfig:
         return self
 
     def models(self, method: str) -> list[dict]:
-        "The model sizes of `method`'s backbone family, smallest first: name and the LabelEfficiencyConfig fields that build it."
+        "The model sizes of `method`'s backbone family, smallest first: name and the `StudyBudget` fields that build it."
         if method_backbone(method) == "vit":
             return [{"model": f"vit{self.vit_depth}-d{dim}", "vit_dim": dim, "vit_depth": self.vit_depth, "vit_heads": dim // self.vit_head_dim}
                     for dim in self.vit_dims]
         return [{"model": f"resnet{self.resnet_depth}-w{w}", "width": w, "depth": self.resnet_depth} for w in self.resnet_widths]
 
-    def run_config(self, model: dict) -> LabelEfficiencyConfig:
-        "The label-efficiency config that pretrains one grid model (its pretraining code is reused)."
-        return LabelEfficiencyConfig(size=self.size, pretrain_steps=self.pretrain_steps, batch_size=self.batch_size, lr=self.lr,
-                                     precision=self.precision, out=self.out, **{k: v for k, v in model.items() if k != "model"})
+    def run_config(self, model: dict) -> StudyBudget:
+        "The budget that pretrains one grid model (the study layer's `pretrain_encoder` reads it)."
+        return StudyBudget(size=self.size, pretrain_steps=self.pretrain_steps, batch_size=self.batch_size, lr=self.lr, precision=self.precision,
+                           out=self.out, **{k: v for k, v in model.items() if k != "model"})
 
 GRIDS = {
     "cpu": ScalingConfig(),
@@ -175,39 +166,41 @@ def probe_rows(cfg: ScalingConfig, encoder, data: dict, seed: int, precision: st
                      **medmnist_metrics(d.test.y.numpy(), s, d.task)})
     return rows
 
+def _scaling_unit_rows(cfg: ScalingConfig, spec: tuple, pool: torch.Tensor, data: dict, precision: str, device) -> list[dict]:
+    "One grid point: pretrain (or draw at random) one model on its share of the pool, then probe it on every downstream set."
+    unit, method, model, n, seed = spec
+    rc = cfg.run_config(model)
+    if method.startswith("random-init"):
+        torch.manual_seed(10_000 + seed)
+        enc = build_encoder(method.split()[-1], 1, 2, **encoder_kwargs(rc))
+        info = {"pretrain_images": 0, "pretrain_steps": 0, "pretrain_seconds": 0.0}
+    else:
+        perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+        enc, info = pretrain_encoder(rc, method, pool[perm[:n]], seed, f"scaling_{method}_{model['model']}_n{n}_seed{seed}",
+                                     warmup_steps=max(1, round(cfg.warmup_fraction * cfg.pretrain_steps)))
+    enc = enc.to(device)
+    base = {"method": method, "backbone": method_backbone(method) if not method.startswith("random") else method.split()[-1],
+            "model": model["model"], "params": count_params(enc), "data_size": n} | info
+    return [base | r for r in probe_rows(cfg, enc, data, seed, precision)]
+
 def run_scaling(cfg: ScalingConfig) -> tuple[pd.DataFrame, dict]:
     "Run (or continue) the grid; rows are appended to `<out>/scaling.csv` after each unit. Returns (runs, provenance); fits, figures and provenance are written beside."
     cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
-    le = LabelEfficiencyConfig(size=cfg.size, root=cfg.root, download=cfg.download, synthetic=cfg.synthetic, synthetic_n=cfg.synthetic_n)
-    data = {f: load_study_data(f, le) for f in dict.fromkeys(cfg.datasets + cfg.pool_flags)}   # fails early on a missing file
+    budget = StudyBudget(size=cfg.size, root=cfg.root, download=cfg.download, synthetic=cfg.synthetic, synthetic_n=cfg.synthetic_n)
+    data = {f: load_study_data(f, budget) for f in dict.fromkeys(cfg.datasets + cfg.pool_flags)}   # fails early on a missing file
     md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, cfg.size, cfg.root, download=False)) for f in data}
     pool = _pool(cfg, data)
     if cfg.data_sizes[-1] > len(pool):
         raise MedSSLError(f"The largest data size {cfg.data_sizes[-1]} exceeds the pool ({len(pool)} training images of {', '.join(cfg.pool_flags)}). "
                           "Lower --data-sizes or add sets to --pool-flags.")
     log = RunLog(out, cfg, "scaling.csv", "scaling_config.json")
-    done = {(u, s) for _, u, s in log.done}
     device = default_device(); precision = resolve_precision(cfg.precision, device)
-    todo = [u for u in scaling_units(cfg) if (u[0], u[4]) not in done]
-    bar = tqdm(todo, desc="scaling grid", disable=not cfg.progress)
-    for unit, method, model, n, seed in bar:
-        bar.set_postfix_str(f"{unit} seed {seed}"); t_unit = time.perf_counter()
-        rc = cfg.run_config(model)
-        if method.startswith("random-init"):
-            torch.manual_seed(10_000 + seed); kind = method.split()[-1]
-            enc = build_encoder(kind, 1, 2, size=rc.size, width=rc.width, depth=rc.depth, vit_dim=rc.vit_dim, vit_depth=rc.vit_depth, vit_heads=rc.vit_heads)
-            info = {"pretrain_images": 0, "pretrain_steps": 0, "pretrain_seconds": 0.0}
-        else:
-            perm = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
-            enc, info = pretrain_encoder(rc, method, pool[perm[:n]], seed, f"scaling_{method}_{model['model']}_n{n}_seed{seed}",
-                                         warmup_steps=max(1, round(cfg.warmup_fraction * cfg.pretrain_steps)))
-        enc = enc.to(device)
-        base = {"unit": unit, "method": method, "backbone": method_backbone(method) if not method.startswith("random") else method.split()[-1],
-                "model": model["model"], "params": count_params(enc), "data_size": n, "seed": seed} | info
-        rows = [base | r for r in probe_rows(cfg, enc, data, seed, precision)]
-        gc = git_commit(Path(__file__).parent if "__file__" in globals() else None)
-        log.add([r | {"unit_seconds": round(time.perf_counter() - t_unit, 1), "commit": gc["commit"], "dirty": gc["dirty"]} for r in rows])
-    df = log.df[log.df.seed.isin(cfg.seeds)].reset_index(drop=True)
+    specs = {(u[0], u[4]): u for u in scaling_units(cfg)}
+    # a unit probes every downstream set, so it is done once its row for the first set is in the log
+    units = [(cfg.datasets[0], name, seed) for name, seed in specs]
+    df = run_units(log, units, lambda flag, unit, seed: _scaling_unit_rows(cfg, specs[(unit, seed)], pool, data, precision, device),
+                   "scaling grid", cfg.progress)
+    df = df[df.seed.isin(cfg.seeds)].reset_index(drop=True)
     chars = pd.DataFrame([dataset_characteristics(f, data[f]) for f in cfg.datasets])
     prov = provenance(command="medssl study scaling", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
                       data_md5=md5, pool_images=len(pool), wall_time_this_call_s=round(time.perf_counter() - t0, 1),
@@ -291,7 +284,7 @@ def plot_scaling(df: pd.DataFrame, fits: pd.DataFrame):
                 top = g[fixed].max()
                 for fv, h in g.groupby(fixed):
                     h = h.sort_values(x); bold = fv == top
-                    ax.errorbar(h[x], h.auc_mean, yerr=h.auc_ci95.fillna(0), marker="o", ms=4 if bold else 2.5, lw=1.8 if bold else .6,
+                    ax.errorbar(h[x], h.auc_mean, yerr=h.auc_ci95, marker="o", ms=4 if bold else 2.5, lw=1.8 if bold else .6,
                                 alpha=1 if bold else .35, color=colors[m], label=f"{m} ({'largest model' if axis == 'data' else 'most data'})" if bold else None)
                 f = fits[(fits.method == m) & (fits.dataset_flag == flag) & (fits.axis == axis) & fits.headline & (fits.metric == "auc")]
                 if len(f) and np.isfinite(f.k.iloc[0]):
@@ -321,7 +314,7 @@ def plot_slopes(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "auc"):
         for i, (key, g) in enumerate(h.groupby(["method", "axis"])):
             dodge = (i - (len(keys) - 1) / 2) * 0.02              # side by side, so the intervals do not hide each other
             xs = g[c] * (1 + dodge) if c == "n_train" else g[c] + dodge * span
-            ax.errorbar(xs, g.k, yerr=g.k_ci95.fillna(0), fmt="o", ms=4, capsize=2, color=colors[key], label=f"{key[0]}, {key[1]} axis")
+            ax.errorbar(xs, g.k, yerr=g.k_ci95, fmt="o", ms=4, capsize=2, color=colors[key], label=f"{key[0]}, {key[1]} axis")
         ax.axhline(0, color="k", lw=.5); ax.set_xlabel(lab); ax.set_ylabel(f"headline exponent k ({metric})"); ax.grid(alpha=.3)
         if c == "n_train": ax.set_xscale("log")
         ds = h.drop_duplicates("dataset_flag").groupby(c).dataset_flag.agg(lambda f: "/".join(x.replace("mnist", "") for x in f))
@@ -333,12 +326,10 @@ def plot_slopes(fits: pd.DataFrame, chars: pd.DataFrame, metric: str = "auc"):
 
 def write_scaling(df: pd.DataFrame, chars: pd.DataFrame, prov: dict, out: Path):
     "Cells, fits, characteristics, correlations, provenance and both figures, beside `scaling.csv`."
-    import matplotlib.pyplot as plt
     fits = scaling_fits(df)
     tables = {"scaling_cells.csv": scaling_cells(df), "scaling_fits.csv": fits, "scaling_characteristics.csv": chars,
               "scaling_correlations.csv": slope_correlations(fits, chars) if len(fits) else pd.DataFrame()}
     for name, t in tables.items(): atomic_write_text(t.to_csv(index=False), out / name)
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "scaling_provenance.json")
     figs = [("scaling.png", plot_scaling(df, fits))] + ([("scaling_slopes.png", plot_slopes(fits, chars))] if len(fits) else [])
-    for name, fig in figs:
-        tmp = out / f".{name}.tmp.png"; fig.savefig(tmp, dpi=110); os.replace(tmp, out / name); plt.close(fig)
+    for name, fig in figs: save_figure(fig, out / name)

@@ -4,15 +4,15 @@
 
 # %% ../nbs/91_site.ipynb #e10e1422
 from __future__ import annotations
-import ast, base64, html, importlib, json, re, shutil, tempfile
+import ast, html, importlib, json, re, shutil, sys, tempfile
 from pathlib import Path
 import yaml
 from .core import MedSSLError, atomic_write_text
 
 # %% auto #0
 __all__ = ['SITE_CSS', 'site_pages', 'cell_directives', 'public_names', 'show_doc_markdown', 'prepare_notebook', 'page_title',
-           'render_page', 'build_site', 'headless_chromium', 'check_site', 'exported_api', 'api_reference',
-           'readme_from_index', 'write_readme']
+           'render_page', 'build_site', 'headless_chromium', 'check_site', 'site_command', 'exported_api',
+           'api_reference', 'readme_from_index', 'write_readme']
 
 # %% ../nbs/91_site.ipynb #1097b10a
 def site_pages(nbs: str | Path = "nbs") -> list[tuple[str, str]]:
@@ -258,9 +258,25 @@ def check_site(site: str | Path, screenshots: dict | None = None) -> "pd.DataFra
         drv.quit()
     return pd.DataFrame(rows)
 
+# %% ../nbs/91_site.ipynb #6e6b4cf9
+def site_command(out: str = "_site", nbs: str = "nbs", check: bool = False, screenshots: list | None = None) -> int:
+    "`medssl site`: build the offline site; with `check`, open every page in headless Chromium and fail (exit code 1) on any problem."
+    rep = build_site(nbs, out, progress=True)
+    n_img = sum(p["images"] for p in rep["pages"]); n_err = sum(p["error_outputs"] for p in rep["pages"])
+    print(f"{len(rep['pages'])} pages, {n_img} figures, {sum(p['api_entries'] for p in rep['pages'])} API entries in {out}/ (open {out}/index.html)")
+    if n_err: print(f"warning: {n_err} committed cell outputs are errors", file=sys.stderr)
+    if not check: return 1 if n_err else 0
+    shots = {p: Path(out) / "screenshots" / (p.replace("/", "_").removesuffix(".html") + ".png") for p in (screenshots or [])}
+    if shots: (Path(out) / "screenshots").mkdir(exist_ok=True)
+    df = check_site(out, screenshots=shots)
+    bad = df[~df.loaded | (df.broken_links > 0) | (df.error_cells > 0) | (df.images_drawn < df.images)]
+    print(df.drop(columns="broken").to_string(index=False))
+    for r in bad.itertuples(): print(f"problem on {r.page}: broken links {r.broken}, {r.error_cells} error cells, {r.images - r.images_drawn} images not drawn", file=sys.stderr)
+    return 1 if len(bad) else 0
+
 # %% ../nbs/91_site.ipynb #14497d9f
 def exported_api(nbs: str | Path = "nbs", lib: str = "medssl_nb") -> list[dict]:
-    "Every public function and class the notebooks export: module, name, notebook, first docstring line (what the API reference lists)."
+    "Every public function and class the notebooks export: module, name, notebook, first docstring line (what the API reference lists). A cell `#| export losses` counts for `losses`, whatever its notebook's default module."
     rows = []
     for _, rel in site_pages(nbs):
         nb = json.loads((Path(nbs) / rel).read_text()); module = None
@@ -268,34 +284,40 @@ def exported_api(nbs: str | Path = "nbs", lib: str = "medssl_nb") -> list[dict]:
             if c["cell_type"] != "code": continue
             d, src = cell_directives("".join(c["source"]))
             if "default_exp" in d: module = f"{lib}.{d['default_exp']}"
-            if module and ("export" in d or "exports" in d):
-                mod = importlib.import_module(module)
+            target = f"{lib}.{(d.get('export') or d.get('exports')).strip()}" if (d.get("export") or d.get("exports") or "").strip() else module
+            if target and ("export" in d or "exports" in d):
+                mod = importlib.import_module(target); module_of_cell = target
                 for name in public_names(src):
                     doc = (getattr(getattr(mod, name, None), "__doc__", None) or "").strip().splitlines()
-                    rows.append({"module": module, "name": name, "notebook": rel, "doc": doc[0] if doc else ""})
+                    rows.append({"module": module_of_cell, "name": name, "notebook": rel, "doc": doc[0] if doc else ""})
     return rows
 
 def api_reference(nbs: str | Path = "nbs", lib: str = "medssl_nb"):
     "Markdown: one table per module of its exported names, each linked to its `show_doc` entry in the chapter that defines it."
     from IPython.display import Markdown
     rows, out, module = exported_api(nbs, lib), [], None
+    where = {}
+    for r in rows: where[r["module"]] = list(dict.fromkeys([*where.get(r["module"], []), r["notebook"]]))
     for r in sorted(rows, key=lambda r: (r["module"], r["name"].lower())):
         if r["module"] != module:
-            module = r["module"]; out += ["", f"### `{module}`", "", f"Defined in [{r['notebook']}]({r['notebook']}).", "", "| name | what it is |", "|---|---|"]
+            module = r["module"]; links = ", ".join(f"[{n}]({n})" for n in where[module])
+            out += ["", f"### `{module}`", "", f"Defined in {links}.", "", "| name | what it is |", "|---|---|"]
         doc = r["doc"].replace("|", "&#124;")
         out.append(f"| [`{r['name']}`]({r['notebook']}#{r['name'].lower()}) | {doc} |")
     return Markdown("\n".join(out))
 
 # %% ../nbs/91_site.ipynb #bdbcf94b
 def readme_from_index(index: str | Path = "nbs/index.ipynb") -> str:
-    "README.md's text, generated from the front page notebook as `nbdev_readme` does (markdown cells as they are, code cells as Python blocks), without Quarto."
+    "README.md's text, generated from the front page notebook as `nbdev_readme` does (markdown cells as they are, code cells as Python blocks, the Markdown outputs of cells whose source is hidden, `#| echo: false`, in their place), without Quarto."
     nb = json.loads(Path(index).read_text()); parts = []
     for c in nb["cells"]:
         s = "".join(c["source"]).rstrip("\n")
         if c["cell_type"] == "markdown": parts.append(s + "\n")
         elif c["cell_type"] == "code" and s.strip():
             d, src = cell_directives(s)
-            if "hide" not in d and d.get("include") != "false" and d.get("echo") != "false": parts.append(f"```python\n{src}\n```\n")
+            if d.get("echo") == "false" and "hide" not in d:
+                parts += ["".join(o["data"]["text/markdown"]).strip("\n") + "\n" for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+            elif "hide" not in d and d.get("include") != "false": parts.append(f"```python\n{src}\n```\n")
     return "\n".join(parts)
 
 def write_readme(index: str | Path = "nbs/index.ipynb", dest: str | Path = "README.md") -> Path:

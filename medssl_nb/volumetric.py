@@ -4,8 +4,8 @@
 
 # %% ../nbs/21_volumetric.ipynb #2fe37f4b
 from __future__ import annotations
-import json, math, os, time
-from dataclasses import dataclass, asdict, field
+import json, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, git_commit, autocast
+from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, autocast
 from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32
@@ -21,23 +21,19 @@ from .fit import fit, FitConfig
 from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
-from .methods.selfpred import MAE
-from .pretrain import RunLog, embed_splits
-from .label_efficiency import evaluate_encoder
+from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PUBLISHED_3D', 'PRESETS', 'VolumetricConfig', 'load_volumes', 'pretrain_3d',
-           'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric',
-           'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment']
+__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'VolumetricConfig', 'load_volumes', 'pretrain_3d', 'baseline_rows',
+           'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'dice_scores',
+           'SegmentationHead', 'train_segmentation', 'segment']
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
 V_METHODS = ("dino3d", "mae", "sliceposition")
 V_PROTOCOLS = ("linear probe", "kNN k=11", "fine-tune")
-# MedMNIST v2 (Yang et al. 2023), test (AUC, ACC) at 100 % labels; only the rows checked against the paper's table (../shared/DESIGN.md)
-PUBLISHED_3D = {"adrenalmnist3d": {"ResNet-18+3D": (0.827, 0.721), "ResNet-18+ACS": (0.839, 0.754), "ResNet-50+3D": (0.828, 0.745)}}
 
 @dataclass
-class VolumetricConfig:
+class VolumetricConfig(StudyConfig, DataSettings):
     "Settings of `medssl study volumetric`; the defaults are the CPU mini version, `PRESETS` holds full scale."
     dataset: str = "adrenalmnist3d"
     size: int = 28                       # 28 or 64 (MedMNIST3D's sizes)
@@ -65,16 +61,9 @@ class VolumetricConfig:
     knn_temperature: float = 0.1
     precision: str = "auto"
     out: str = "results/volumetric"
-    root: str | None = None
-    download: bool = False
-    synthetic: bool = False              # the flag-shaped 3D phantoms instead of the real file (tests, demos)
-    synthetic_n: int = 200
-    progress: bool = True
+    synthetic_n: int = 200               # volumes of the flag-shaped 3D phantoms (with `synthetic`)
     skip_baselines: bool = False         # run only the SSL methods' units (to split one study over processes; the baselines run elsewhere)
     _volatile = ("methods", "seeds", "out", "root", "download", "progress", "skip_baselines")
-
-    def identity(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in self._volatile}
 
     def validate(self):
         self.dataset = str(self.dataset).lower().strip()
@@ -85,8 +74,7 @@ class VolumetricConfig:
             if m not in METHODS: build_method(m, None)     # the clear 'Unknown method' error
         bad = [p for p in self.protocols if p not in V_PROTOCOLS]
         if bad: raise MedSSLError(f"Unknown protocol(s) {bad}; use {V_PROTOCOLS}.")
-        for f in self.fractions:
-            if not isinstance(f, (int, float)) or not 0 < f <= 1: raise MedSSLError(f"Label fractions must be in (0, 1], got {f!r}.")
+        check_fractions(self.fractions)
         if not self.seeds: raise MedSSLError("Give at least one seed.")
         if min(self.pretrain_epochs, self.sup_epochs, self.ft_epochs, self.batch_size, self.sup_batch) < 1:
             raise MedSSLError("pretrain_epochs, sup_epochs, ft_epochs, batch_size and sup_batch must be >= 1.")
@@ -150,8 +138,7 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     frozen = tuple(p for p in cfg.protocols if p != "fine-tune")
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
-        sub = VolumetricConfig(**{**asdict(cfg), "protocols": frozen})
-        rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(sub, enc, d, seed, precision, device)]
+        rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions, cfg.knn_temperature)]
     for name, make, epochs, lr in (("supervised ResNet-3D (v2 recipe)", cfg.sup_resnet, cfg.sup_epochs, cfg.sup_lr),
                                    ("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr)):
         for frac in cfg.fractions:
@@ -164,6 +151,13 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     return rows
 
 # %% ../nbs/21_volumetric.ipynb #414f278f
+def _volumetric_unit_rows(cfg: VolumetricConfig, d: MedData, unit: str, seed: int, precision: str, device) -> list[dict]:
+    "The rows of one unit: the baselines, or one 3D method pretrained and evaluated under every protocol."
+    base = {"dataset": d.name, "source": d.source, "size": cfg.size}
+    if unit == "baselines": return [base | r for r in baseline_rows(cfg, d, seed, precision, device)]
+    enc, info = pretrain_3d(cfg, unit, d, seed)
+    return [base | {"method": unit} | info | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, cfg.protocols, cfg.fractions, cfg.knn_temperature)]
+
 def run_volumetric(cfg: VolumetricConfig) -> tuple[pd.DataFrame, dict]:
     "Run (or continue) the study; each finished unit is appended to `<out>/volumetric.csv` at once. Returns (runs, provenance)."
     cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
@@ -171,20 +165,8 @@ def run_volumetric(cfg: VolumetricConfig) -> tuple[pd.DataFrame, dict]:
     md5 = {} if cfg.synthetic else {cfg.dataset: file_md5(locate_medmnist(cfg.dataset, cfg.size, cfg.root, download=False))}
     log = RunLog(out, cfg, "volumetric.csv", "volumetric_config.json")
     device = default_device(); precision = resolve_precision(cfg.precision, device)
-    todo = [(cfg.dataset, u, s) for s in cfg.seeds for u in ((() if cfg.skip_baselines else ("baselines",)) + cfg.methods)
-            if (cfg.dataset, u, s) not in log.done]
-    bar = tqdm(todo, desc="volumetric study", disable=not cfg.progress)
-    for flag, unit, seed in bar:
-        bar.set_postfix_str(f"{unit} seed {seed}"); t_unit = time.perf_counter()
-        base = {"dataset_flag": flag, "dataset": d.name, "source": d.source, "size": cfg.size, "seed": seed}
-        if unit == "baselines":
-            rows = [base | r for r in baseline_rows(cfg, d, seed, precision, device)]
-        else:
-            enc, info = pretrain_3d(cfg, unit, d, seed)
-            rows = [base | {"method": unit} | info | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device)]
-        gc = git_commit(Path(__file__).parent if "__file__" in globals() else None)
-        log.add([r | {"unit": unit, "unit_seconds": round(time.perf_counter() - t_unit, 1), "commit": gc["commit"], "dirty": gc["dirty"]} for r in rows])
-    df = log.df
+    units = [(cfg.dataset, u, s) for s in cfg.seeds for u in ((() if cfg.skip_baselines else ("baselines",)) + cfg.methods)]
+    df = run_units(log, units, lambda flag, unit, seed: _volumetric_unit_rows(cfg, d, unit, seed, precision, device), "volumetric study", cfg.progress)
     df = df[df.seed.isin(cfg.seeds) & df.unit.isin(("baselines",) + cfg.methods)].reset_index(drop=True)
     prov = provenance(command="medssl study volumetric", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
                       data_md5=md5, wall_time_this_call_s=round(time.perf_counter() - t0, 1),
@@ -213,9 +195,9 @@ def plot_volumetric(summary: pd.DataFrame, dataset: str = "adrenalmnist3d"):
         for j, p in enumerate(prots):
             q = s[s.protocol == p].set_index("method").reindex(methods)
             x = np.arange(len(methods)) + (j - (len(prots) - 1) / 2) * 0.8 / max(1, len(prots))
-            ax.errorbar(x, q.auc_mean, yerr=q.auc_ci95.fillna(0), fmt="o", capsize=3, label=p)
-        for name, (auc, _), ls in zip(PUBLISHED_3D.get(dataset, {}), PUBLISHED_3D.get(dataset, {}).values(), ("--", ":", "-.")):
-            ax.axhline(auc, color="gray", ls=ls, lw=1, label=f"v2 {name} (100 %)")
+            ax.errorbar(x, q.auc_mean, yerr=q.auc_ci95, fmt="o", capsize=3, label=p)
+        for name, ls in zip(published_models(dataset), ("--", ":", "-.")):
+            ax.axhline(published(dataset, name)["auc"], color="gray", ls=ls, lw=1, label=f"v2 {name} (100 %)")
         ax.set_xticks(range(len(methods))); ax.set_xticklabels(methods, rotation=25, ha="right", fontsize=8)
         ax.set_title(f"{dataset}: {f:.0%} of the labels", fontsize=10); ax.set_ylabel("test AUC")
     axes[0][-1].legend(fontsize=7, loc="lower right"); plt.tight_layout()
@@ -227,10 +209,7 @@ def write_volumetric(df: pd.DataFrame, prov: dict, out: Path):
     summary = summarize_volumetric(df) if len(df) else pd.DataFrame()
     atomic_write_text(summary.to_csv(index=False), out / "volumetric_summary.csv")
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "volumetric_provenance.json")
-    if len(summary):
-        import matplotlib.pyplot as plt
-        fig = plot_volumetric(summary, prov.get("config", {}).get("dataset", "adrenalmnist3d"))
-        tmp = out / ".volumetric.png.tmp.png"; fig.savefig(tmp, dpi=120); os.replace(tmp, out / "volumetric.png"); plt.close(fig)
+    if len(summary): save_figure(plot_volumetric(summary, prov.get("config", {}).get("dataset", "adrenalmnist3d")), out / "volumetric.png", dpi=120)
 
 # %% ../nbs/21_volumetric.ipynb #139bc5fb
 def dice_scores(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> list[float]:

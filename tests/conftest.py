@@ -4,13 +4,14 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "medmnist"
 
 def data_dir():
-    "The folder with real MedMNIST files: $MEDSSL_DATA, else ../shared/data/medmnist beside the repo."
+    "The folder with real MedMNIST files: $MEDSSL_DATA, else medmnist's own default folder when it holds any."
     d = os.environ.get("MEDSSL_DATA")
     if d and Path(d).is_dir(): return Path(d)
-    return SHARED if SHARED.is_dir() else None
+    import medmnist.info
+    default = Path(medmnist.info.DEFAULT_ROOT)
+    return default if default.is_dir() and any(default.glob("*.npz")) else None
 
 @pytest.fixture
 def real_data():

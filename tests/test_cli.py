@@ -1,6 +1,7 @@
 import json, pandas as pd, pytest
 from pathlib import Path
-from medssl_nb.cli import main, run_quickstart, QuickstartConfig, format_table
+from medssl_nb.cli import main
+from medssl_nb.quickstart import run_quickstart, QuickstartConfig, format_table
 from medssl_nb.data import SyntheticFallbackWarning
 
 def tiny_cfg(out, **kw):
@@ -38,7 +39,7 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, capsys):
 def test_narrow_resnet_run_exits_cleanly(real_data, tmp_path):
     "Regression: width < 16 ResNets in channels_last made oneDNN corrupt memory; the process died at exit (rc 139/134)."
     import subprocess, sys
-    code = ("from medssl_nb.cli import run_quickstart, QuickstartConfig; "
+    code = ("from medssl_nb.quickstart import run_quickstart, QuickstartConfig; "
             f"run_quickstart(QuickstartConfig(seeds=(0,), fractions=(0.1, 1.0), epochs=1, sup_epochs=1, width=4, depth=10, "
             f"out={str(tmp_path)!r}, progress=False, root={str(real_data)!r}))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
@@ -198,3 +199,16 @@ def test_study_representations_cli_runs_and_refuses_bad_input(tmp_path, capsys):
 def test_readme_cli_writes_the_front_page(tmp_path):
     assert main(["readme", "--out", str(tmp_path / "R.md")]) == 0
     assert (tmp_path / "R.md").read_text() == (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+def test_data_list_and_fetch(tmp_path, capsys):
+    (tmp_path / "breastmnist.npz").write_bytes(b"not the official file")
+    assert main(["data", "list", "breastmnist", "--root", str(tmp_path)]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("breastmnist")][0]
+    assert str(tmp_path) in line and line.split()[-1] == "False"          # found in --root first, and its MD5 refused
+    assert main(["data", "fetch", "breastmnist", "--root", str(tmp_path)]) == 2
+    assert "MD5" in capsys.readouterr().err and (tmp_path / "breastmnist.npz").read_bytes() == b"not the official file"
+    assert main(["data", "fetch", "breastmnistt"]) == 2 and "Did you mean breastmnist" in capsys.readouterr().err
+
+def test_data_fetch_finds_a_verified_file(real_data, capsys):
+    assert main(["data", "fetch", "breastmnist", "--root", str(real_data)]) == 0
+    assert capsys.readouterr().out.split("\n")[1].split()[-1] == "True"

@@ -57,7 +57,9 @@ def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
 
 def test_workflows_are_nbdevs():
     wf = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / ".github" / "workflows").glob("*.yaml")}
-    assert wf["test.yaml"]["jobs"]["test"]["steps"] == [{"uses": "fastai/workflows/nbdev-ci@master"}]
+    ci = (ROOT / ".ci" / "run").read_text()
+    run = [s.get("run", "") for s in wf["test.yaml"]["jobs"]["test"]["steps"]]
+    assert "pytest" in run and any('pip install -e ".[dev]"' in r for r in run) and 'pip install -e ".[dev]" && pytest' in ci   # the public CI runs .ci/run's test command
     assert wf["deploy.yaml"]["jobs"]["deploy"]["steps"] == [{"uses": "fastai/workflows/quarto-ghp@master"}]
     assert any("medssl site" in s.get("run", "") and "--check" in s.get("run", "") for s in wf["site.yaml"]["jobs"]["site"]["steps"])
 

@@ -2,7 +2,8 @@
 # (see nbs/methods/10_interface.ipynb, `register_method`) and re-exports their public names, so that
 # `from medssl_nb.methods import SimCLR, DINO` works. A new family notebook needs no change here.
 import importlib as _importlib, pkgutil as _pkgutil
-from medssl_nb.methods.base import SSLMethod, ProjectionHead, METHODS, register_method, build_method, embedding_std
+from medssl_nb.methods.base import SSLMethod, METHODS, register_method, build_method, embedding_std
+from medssl_nb.heads import ProjectionHead
 
 __all__ = ["SSLMethod", "ProjectionHead", "METHODS", "register_method", "build_method", "embedding_std"]
 for _info in sorted(_pkgutil.iter_modules(__path__), key=lambda i: i.name):

@@ -4,24 +4,50 @@
 
 # %% ../../nbs/methods/10_interface.ipynb #6942f0ff
 from __future__ import annotations
-import copy, math
+import copy, dataclasses, functools, inspect, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import MedSSLError
-from ..backbones import BatchNorm1dFp32
 
 # %% auto #0
-__all__ = ['COLLAPSE_FRACTION', 'METHODS', 'SSLMethod', 'ProjectionHead', 'make_target', 'ema_update', 'cosine_momentum',
-           'embedding_std', 'collapse_floor', 'register_method', 'build_method']
+__all__ = ['COLLAPSE_FRACTION', 'METHODS', 'SSLMethod', 'make_target', 'ema_update', 'cosine_momentum', 'embedding_std',
+           'collapse_floor', 'register_method', 'build_method']
 
 # %% ../../nbs/methods/10_interface.ipynb #37c458dc
+def _plain(v):
+    "A JSON-able form of a constructor argument: dataclasses as dicts, tuples as lists."
+    if dataclasses.is_dataclass(v) and not isinstance(v, type): return _plain(dataclasses.asdict(v))
+    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
+    if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
+    return v
+
+def _recording_init(init):
+    "Wrap a method's `__init__` so that, once the outermost constructor has run, every argument but the encoder is recorded in `_hparams` (an argument left at None is recorded as the value the method resolved it to, `self.<name>`, when it set one)."
+    sig = inspect.signature(init)
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        outer = not self.__dict__.get("_recording", False)
+        self.__dict__["_recording"] = True
+        try: init(self, *args, **kwargs)
+        finally:
+            if outer: self.__dict__["_recording"] = False
+        if outer:
+            bound = sig.bind(self, *args, **kwargs); bound.apply_defaults()
+            resolved = lambda k, v: getattr(self, k) if v is None and isinstance(getattr(self, k, None), (int, float, str, bool)) else v
+            self._hparams = {**{k: _plain(resolved(k, v)) for k, v in bound.arguments.items() if k not in ("self", "encoder")}, **self._hparams}
+    return wrapper
+
 class SSLMethod(nn.Module):
-    "Base class of every self-supervised method: owns `encoder`; implements `loss(x) -> dict(loss=..., emb=...)`."
+    "Base class of every self-supervised method: owns `encoder`; implements `loss(x) -> dict(loss=..., emb=...)`; declares its momentum targets."
     name: str = "base"
     default_backbone: str = "resnet"   # the backbone the CLI builds for this method: "resnet" or "vit"
     monotone_loss: bool = True         # False where the loss need not fall during training (adversarial games)
     sync_bn: bool = True               # under DDP, batch norm over the global batch (False where the method has its own answer)
+    copy_target_buffers: bool = True   # momentum targets also copy the online batch-norm statistics (BYOL, DINO); MoCo keeps its own
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "__init__" in cls.__dict__: cls.__init__ = _recording_init(cls.__dict__["__init__"])
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
@@ -31,25 +57,25 @@ class SSLMethod(nn.Module):
     def forward(self, x: torch.Tensor) -> dict:
         "`loss(x)`: the call DistributedDataParallel wraps."
         return self.loss(x)
+    def momentum_pairs(self) -> list:
+        "The (target, online) module pairs that follow each other by EMA after every step; none by default."
+        return []
+    def momentum_at(self, step: int, total_steps: int) -> float:
+        "The EMA momentum after `step`: a half cosine from `self.tau_base` up to 1 (BYOL, DINO); MoCo v2 overrides it with a constant."
+        return cosine_momentum(step, total_steps, self.tau_base)
     def on_step_end(self, step: int, total_steps: int) -> None:
-        "Called after each optimiser step (EMA targets, schedules). Nothing by default."
+        "Called after each optimiser step: moves every momentum target towards its online network. Methods add their schedules, queues and centres after `super().on_step_end`."
+        pairs = self.momentum_pairs()
+        if pairs:
+            m = self.momentum_at(step, total_steps)
+            for target, online in pairs: ema_update(target, online, m, self.copy_target_buffers)
     def check_data(self, n_images: int, batch_size: int) -> None:
         "Called by `fit` before training with the pretraining-set size and the batch size; refuse or adapt settings here. Nothing by default."
     def hparams(self) -> dict:
-        "The settings that define this method (recorded in checkpoints and results)."
+        "The settings that define this method (recorded in checkpoints and results): its constructor's arguments and the encoder's size."
         return {"method": self.name, "encoder": type(self.encoder).__name__,
                 **{k: getattr(self.encoder, k) for k in ("in_chans", "ndim", "depth", "width") if hasattr(self.encoder, k)},
                 **self._hparams}
-
-# %% ../../nbs/methods/10_interface.ipynb #719378ed
-class ProjectionHead(nn.Sequential):
-    "MLP head: (`layers`-1) × [Linear, BatchNorm1d, ReLU] then Linear(`hidden`→`out`)."
-    def __init__(self, in_dim: int, hidden: int = 512, out: int = 128, layers: int = 2, last_bn: bool = False):
-        mods, d = [], in_dim
-        for _ in range(layers - 1): mods += [nn.Linear(d, hidden, bias=False), BatchNorm1dFp32(hidden), nn.ReLU(inplace=True)]; d = hidden
-        mods.append(nn.Linear(d, out, bias=not last_bn))
-        if last_bn: mods.append(BatchNorm1dFp32(out, affine=False))
-        super().__init__(*mods)
 
 # %% ../../nbs/methods/10_interface.ipynb #632fe80c
 def make_target(*modules: nn.Module) -> nn.Module:

@@ -6,14 +6,15 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
-from ..losses import nt_xent
-from ..distributed import nt_xent_global, all_gather_nograd, dist_info
-from .base import SSLMethod, ProjectionHead, register_method, ema_update, cosine_momentum
+from ..losses import nt_xent_global, info_nce, moco_v3_loss
+from ..distributed import all_gather_nograd
+from ..heads import ProjectionHead
+from .base import SSLMethod, register_method, cosine_momentum
 
 # %% auto #0
-__all__ = ['MOCO_MAX_QUEUE', 'SimCLR', 'info_nce', 'moco_queue_size', 'MoCoV2', 'moco_v3_loss', 'MoCoV3']
+__all__ = ['MOCO_MAX_QUEUE', 'SimCLR', 'moco_queue_size', 'MoCoV2', 'MoCoV3']
 
 # %% ../../nbs/methods/11_contrastive.ipynb #87c58c32
 @register_method
@@ -27,7 +28,6 @@ class SimCLR(SSLMethod):
         self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=2)
         self.augment = BatchAugment(views)
         self.temperature = temperature
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, temperature=temperature)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])       # one forward pass for both views
@@ -38,20 +38,6 @@ class SimCLR(SSLMethod):
 # %% ../../nbs/methods/11_contrastive.ipynb #c4d83c98
 import copy, math
 import torch.nn.functional as F
-
-# %% ../../nbs/methods/11_contrastive.ipynb #e7a8b4f9
-@in_fp32
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    "MoCo's InfoNCE: each query `q[i]` (N, D) must pick its key `k[i]` out of {k[i]} ∪ `queue` (K, D). Inputs are ℓ2-normalised here."
-    if q.shape != k.shape or q.ndim != 2 or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
-        raise MedSSLError(f"info_nce needs q, k (N, D) and queue (K, D), got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(queue.shape)}.")
-    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
-    q, k, queue = (F.normalize(t.float(), dim=1) for t in (q, k, queue))
-    l_pos = (q * k).sum(1, keepdim=True)                     # (N, 1) similarity to the positive
-    l_neg = q @ queue.t()                                    # (N, K) similarity to every queued key
-    logits = torch.cat([l_pos, l_neg], 1) / temperature
-    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
-
 
 # %% ../../nbs/methods/11_contrastive.ipynb #28e444fa
 MOCO_MAX_QUEUE = 4096   # the default queue length when the data allow it
@@ -67,7 +53,7 @@ def moco_queue_size(n_images: int, batch_size: int, max_size: int = MOCO_MAX_QUE
 class MoCoV2(SSLMethod):
     "MoCo v2 (He et al., CVPR 2020; Chen et al., arXiv 2020): momentum key encoder, queue of negative keys, InfoNCE."
     name = "mocov2"
-    monotone_loss = False   # it rises while real keys replace the random initial queue, then falls below log(K+1)
+    monotone_loss = False   # it rises while real keys replace the random initial queue, and need not fall afterwards
     sync_bn = False         # MoCo's shuffled batch norm (`keys`) already keeps the key encoder from cheating with batch statistics
     def __init__(self, encoder: nn.Module, proj_hidden: int = 512, proj_dim: int = 128, queue_size: int | None = None,
                  momentum: float = 0.99, temperature: float = 0.2, key_chunks: int = 2, views: ViewConfig | None = None):
@@ -85,8 +71,7 @@ class MoCoV2(SSLMethod):
         self.augment = BatchAugment(views)
         self.momentum, self.temperature, self.key_chunks = momentum, temperature, key_chunks
         self._pending = None
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, queue_size=queue_size, momentum=momentum,
-                             temperature=temperature, key_chunks=key_chunks, queue_from_data=self.auto_queue)
+        self._hparams.update(queue_from_data=self.auto_queue)
 
     def check_data(self, n_images: int, batch_size: int) -> None:
         "Size the queue from the data (default), or refuse a queue that would hold keys of the batch's own images."
@@ -124,21 +109,13 @@ class MoCoV2(SSLMethod):
         self._pending = all_gather_nograd(k)    # under DDP the queue receives the keys of every rank, in rank order
         return {"loss": info_nce(q, k, self.queue.clone(), self.temperature), "emb": q}
 
+    copy_target_buffers = False   # the key encoder keeps its own batch-norm statistics
+    def momentum_pairs(self): return [(self.key_encoder, self.encoder), (self.key_head, self.head)]
+    def momentum_at(self, step: int, total_steps: int) -> float: return self.momentum   # constant, as in the paper
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update(self.key_encoder, self.encoder, self.momentum); ema_update(self.key_head, self.head, self.momentum)
+        super().on_step_end(step, total_steps)                                    # the key encoder follows the query encoder
         if self._pending is not None: self.enqueue(self._pending); self._pending = None
-
-# %% ../../nbs/methods/11_contrastive.ipynb #535911e1
-@in_fp32
-def moco_v3_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
-    "One direction of MoCo v3's loss, 2τ·ctr(q, k): each `q[i]` must pick `k[i]` among all keys of the batch (of every rank's batch under DDP, as the paper gathers them)."
-    if q.shape != k.shape or q.ndim != 2: raise MedSSLError(f"moco_v3_loss needs two (N, D) tensors of the same shape, got {tuple(q.shape)}, {tuple(k.shape)}.")
-    if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
-    rank, world = dist_info()
-    q, k = F.normalize(q.float(), dim=1), F.normalize(all_gather_nograd(k).float(), dim=1)   # under DDP: the keys of every rank
-    logits = q @ k.t() / temperature
-    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device) + rank * len(q))
-
 
 # %% ../../nbs/methods/11_contrastive.ipynb #db661a39
 @register_method
@@ -157,7 +134,6 @@ class MoCoV3(SSLMethod):
         self.augment = BatchAugment(views)
         self.base_momentum, self.temperature = momentum, temperature
         self.register_buffer("momentum", torch.tensor(float(momentum)))   # the current value of the schedule
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, pred_hidden=pred_hidden, momentum=momentum, temperature=temperature)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])
@@ -166,6 +142,10 @@ class MoCoV3(SSLMethod):
         loss = moco_v3_loss(q1, k2, self.temperature) + moco_v3_loss(q2, k1, self.temperature)
         return {"loss": loss, "emb": q1}
 
+    copy_target_buffers = False
+    def momentum_pairs(self): return [(self.key_encoder, self.encoder), (self.key_head, self.head)]
+    def momentum_at(self, step: int, total_steps: int) -> float: return cosine_momentum(step, total_steps, self.base_momentum)
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        m = cosine_momentum(step, total_steps, self.base_momentum); self.momentum.fill_(m)
-        ema_update(self.key_encoder, self.encoder, m); ema_update(self.key_head, self.head, m)
+        super().on_step_end(step, total_steps)
+        self.momentum.fill_(self.momentum_at(step, total_steps))              # the schedule's current value, kept in checkpoints

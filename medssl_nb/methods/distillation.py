@@ -4,24 +4,17 @@
 
 # %% ../../nbs/methods/13_distillation.ipynb #d9d19604
 from __future__ import annotations
-import copy, math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
-from .base import SSLMethod, ProjectionHead, register_method, make_target, ema_update, cosine_momentum
-from ..distributed import all_reduce_mean
-from ..backbones import BatchNorm1dFp32
+from ..losses import byol_loss, negative_cosine, dino_loss, dino_center_update
+from ..heads import ProjectionHead, DINOHead
+from .base import SSLMethod, register_method, make_target
 
 # %% auto #0
-__all__ = ['byol_loss', 'BYOL', 'negative_cosine', 'SimSiam', 'dino_loss', 'dino_center_update', 'DINOHead', 'DINO']
-
-# %% ../../nbs/methods/13_distillation.ipynb #eca10360
-@in_fp32
-def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    "BYOL's normalised MSE, averaged over the batch: ||p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z). Detach `z` yourself (stop-gradient)."
-    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).mean()
+__all__ = ['BYOL', 'SimSiam', 'DINO']
 
 # %% ../../nbs/methods/13_distillation.ipynb #f9309630
 @register_method
@@ -37,7 +30,6 @@ class BYOL(SSLMethod):
         self.target = make_target(self.encoder, self.projector)   # EMA copy: target[0] encoder, target[1] projector
         self.augment = BatchAugment(views)
         self.tau_base = tau_base
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, pred_hidden=pred_hidden, tau_base=tau_base)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])
@@ -47,14 +39,7 @@ class BYOL(SSLMethod):
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)     # symmetric: each view predicts the target's other view
         return {"loss": loss, "emb": z.chunk(2)[0]}
 
-    def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update(self.target, nn.Sequential(self.encoder, self.projector), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
-
-# %% ../../nbs/methods/13_distillation.ipynb #531ffda1
-@in_fp32
-def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    "SimSiam's D(p, z) = -cos(p, z), averaged over the batch. Detach `z` yourself (stop-gradient)."
-    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
+    def momentum_pairs(self): return [(self.target, nn.Sequential(self.encoder, self.projector))]   # the target follows encoder + projector
 
 # %% ../../nbs/methods/13_distillation.ipynb #308118f4
 @register_method
@@ -68,7 +53,6 @@ class SimSiam(SSLMethod):
         self.predictor = ProjectionHead(proj_dim, pred_hidden, proj_dim, layers=2)   # bottleneck, as in the paper (dim/4)
         self.augment = BatchAugment(views)
         self.stop_grad = stop_grad
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, pred_hidden=pred_hidden, stop_grad=stop_grad)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])
@@ -77,45 +61,6 @@ class SimSiam(SSLMethod):
         if self.stop_grad: z1, z2 = z1.detach(), z2.detach()
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         return {"loss": loss, "emb": z.chunk(2)[0]}
-
-# %% ../../nbs/methods/13_distillation.ipynb #3692fc1c
-@in_fp32
-def dino_loss(student: list, teacher: list, center: torch.Tensor, student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
-    "DINO's cross-entropy H(P_t, P_s) = -sum_k P_t log P_s, averaged over the batch and over every (teacher view, student view) pair except same-view pairs. `student`: V tensors (B, K), the first `len(teacher)` of them from the same global crops as `teacher`."
-    if len(student) < 2 or not teacher: raise MedSSLError("dino_loss needs at least 2 student views and 1 teacher view.")
-    log_ps = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student]
-    pts = [F.softmax((t.float() - center) / teacher_temp, dim=-1).detach() for t in teacher]
-    total, n = 0.0, 0
-    for i, pt in enumerate(pts):
-        for v, lp in enumerate(log_ps):
-            if v == i: continue   # the same crop seen by both networks: skipped
-            total = total + (-(pt * lp).sum(-1)).mean(); n += 1
-    return total / n
-
-@torch.no_grad()
-def dino_center_update(center: torch.Tensor, teacher: list, momentum: float = 0.9) -> None:
-    "In place: c <- m c + (1 - m) * mean of the teacher outputs over the batch (and the global views)."
-    batch_mean = all_reduce_mean(torch.cat([t.float() for t in teacher]).mean(0, keepdim=True))   # over every rank's batch under DDP
-    center.mul_(momentum).add_(batch_mean.to(center.dtype), alpha=1 - momentum)
-
-# %% ../../nbs/methods/13_distillation.ipynb #a6383bbe
-class DINOHead(nn.Module):
-    "DINO's projection head: MLP -> l2-normalised bottleneck -> weight-normalised linear layer onto `n_prototypes` (its norm fixed at 1)."
-    def __init__(self, in_dim: int, hidden: int = 512, bottleneck: int = 128, n_prototypes: int = 256, layers: int = 3, use_bn: bool = True):
-        super().__init__()
-        if layers < 2: raise MedSSLError(f"DINOHead needs layers >= 2, got {layers}.")
-        mods, d = [], in_dim
-        for _ in range(layers - 1): mods += [nn.Linear(d, hidden)] + ([BatchNorm1dFp32(hidden)] if use_bn else []) + [nn.GELU()]; d = hidden
-        mods.append(nn.Linear(d, bottleneck))
-        self.mlp = nn.Sequential(*mods)
-        for m in self.mlp:
-            if isinstance(m, nn.Linear): nn.init.trunc_normal_(m.weight, std=0.02); nn.init.zeros_(m.bias)
-        self.prototypes = nn.Parameter(torch.randn(n_prototypes, bottleneck) / bottleneck ** 0.5)  # direction v of w = g v/|v|, g = 1
-
-    def forward(self, x: torch.Tensor, return_bottleneck: bool = False):
-        b = F.normalize(self.mlp(x).float(), dim=-1)   # in float32 under autocast too
-        out = F.linear(b, F.normalize(self.prototypes.float(), dim=-1))
-        return (out, b) if return_bottleneck else out
 
 # %% ../../nbs/methods/13_distillation.ipynb #b5998640
 @register_method
@@ -143,10 +88,6 @@ class DINO(SSLMethod):
         self.n_local, self.local_frac = n_local, local_frac
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp, self.warmup_frac = student_temp, teacher_temp, warmup_teacher_temp, warmup_frac
         self.center_momentum, self.centering, self.tau_base = center_momentum, centering, tau_base
-        self._hparams = dict(hidden=hidden, bottleneck=bottleneck, n_prototypes=n_prototypes, use_bn=use_bn, n_local=n_local,
-                             global_scale=list(global_scale), local_scale=list(local_scale), local_frac=local_frac,
-                             student_temp=student_temp, teacher_temp=teacher_temp, warmup_teacher_temp=warmup_teacher_temp,
-                             warmup_frac=warmup_frac, center_momentum=center_momentum, centering=centering, tau_base=tau_base)
 
     def local_size(self, x: torch.Tensor) -> int: return max(8, int(round(self.local_frac * x.shape[-1])))
 
@@ -169,8 +110,10 @@ class DINO(SSLMethod):
             ent = -(pt * pt.clamp_min(1e-12).log()).sum(-1).mean()
         return {"loss": loss, "emb": b[:B], "teacher_entropy": ent.detach()}
 
+    def momentum_pairs(self): return [(self.teacher, nn.Sequential(self.encoder, self.head))]
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update(self.teacher, nn.Sequential(self.encoder, self.head), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
+        super().on_step_end(step, total_steps)                                   # the teacher follows the student
         if getattr(self, "_last_teacher", None) is not None:
             if self.centering: dino_center_update(self.center, self._last_teacher, self.center_momentum)
             self._last_teacher = None

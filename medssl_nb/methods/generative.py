@@ -4,50 +4,17 @@
 
 # %% ../../nbs/methods/15_generative.ipynb #76c98e7f
 from __future__ import annotations
-import math
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.func import functional_call
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError, NotApplicableError
 from ..views import to_float, normalize, prepare, BatchAugment, ViewConfig
+from ..losses import dae_loss, vae_loss, gan_d_loss, gan_g_loss, colorization_loss
+from ..heads import ConvDecoder
 from .base import SSLMethod, register_method
-from ..backbones import BatchNorm2dFp32
 
 # %% auto #0
-__all__ = ['ConvDecoder', 'corrupt', 'dae_loss', 'DenoisingAutoencoder', 'gaussian_kl', 'vae_loss', 'VAE', 'embed_mu',
-           'gan_d_loss', 'gan_g_loss', 'DCGAN', 'rgb_to_ycbcr', 'ycbcr_to_rgb', 'colorization_loss', 'Colorization']
-
-# %% ../../nbs/methods/15_generative.ipynb #1999c98c
-def _halvings(size: int, n: int) -> list[int]:
-    "Side lengths from `size` down `n` halvings (rounding up): 28 -> [28, 14, 7, 4]; 64 -> [64, 32, 16, 8]."
-    out = [int(size)]
-    for _ in range(n): out.append(math.ceil(out[-1] / 2))
-    return out
-
-class ConvDecoder(nn.Module):
-    "Vector (`from_map=False`) or feature map (`from_map=True`) → image of `out_chans` channels at any side length, by 3 stride-2 transposed convolutions."
-    def __init__(self, in_dim: int, out_chans: int, width: int = 32, from_map: bool = False, out_act: str | None = None, base: int = 4):
-        super().__init__()
-        if out_act not in (None, "tanh"): raise MedSSLError(f"out_act must be None or 'tanh', got {out_act!r}.")
-        c0 = 4 * width
-        self.from_map, self.base, self.c0, self.out_act = from_map, base, c0, out_act
-        self.inp = nn.Conv2d(in_dim, c0, 1) if from_map else nn.Linear(in_dim, c0 * base * base)
-        self.inp_bn = BatchNorm2dFp32(c0)
-        chans = [c0, 2 * width, width]
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, bias=False) for a, b in zip(chans, chans[1:]))
-        self.bns = nn.ModuleList(BatchNorm2dFp32(b) for b in chans[1:])
-        self.out = nn.ConvTranspose2d(width, out_chans, 3, stride=2, padding=1)
-
-    def forward(self, z: torch.Tensor, size: int) -> torch.Tensor:
-        sides = _halvings(size, 3)[::-1]          # e.g. [4, 7, 14, 28]
-        h = self.inp(z) if self.from_map else self.inp(z).view(len(z), self.c0, self.base, self.base)
-        if h.shape[-1] != sides[0]: h = F.interpolate(h, size=(sides[0], sides[0]), mode="nearest")
-        h = F.relu(self.inp_bn(h))
-        for up, bn, s in zip(self.ups, self.bns, sides[1:]):
-            h = F.relu(bn(up(h, output_size=(s, s))))
-        y = self.out(h, output_size=(sides[-1], sides[-1]))
-        return torch.tanh(y) if self.out_act == "tanh" else y
+__all__ = ['corrupt', 'DenoisingAutoencoder', 'VAE', 'embed_mu', 'DCGAN', 'rgb_to_ycbcr', 'ycbcr_to_rgb', 'Colorization']
 
 # %% ../../nbs/methods/15_generative.ipynb #50d3ecab
 def corrupt(x01: torch.Tensor, noise_std: float = 0.2, mask_ratio: float = 0.25, gen: torch.Generator | None = None):
@@ -57,13 +24,8 @@ def corrupt(x01: torch.Tensor, noise_std: float = 0.2, mask_ratio: float = 0.25,
     noise = torch.randn(x01.shape, device=x01.device, generator=gen, dtype=x01.dtype) * noise_std
     return (x01 + noise) * keep, 1 - keep
 
-@in_fp32
-def dae_loss(recon: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    "Squared reconstruction error of the clean image, averaged over pixels, channels and the batch."
-    return (recon.float() - clean.float()).pow(2).mean()
-
 def _check_2d(x):
-    if x.ndim != 4: raise MedSSLError(f"The generative methods are 2D: expected (B, C, H, W) uint8 images, got shape {tuple(x.shape)}.")
+    if x.ndim != 4: raise NotApplicableError(f"The generative methods are 2D: expected (B, C, H, W) uint8 images, got shape {tuple(x.shape)}.")
 
 @register_method
 class DenoisingAutoencoder(SSLMethod):
@@ -75,7 +37,6 @@ class DenoisingAutoencoder(SSLMethod):
         self.decoder = ConvDecoder(encoder.feat_dim, encoder.in_chans, dec_width)
         self.augment = BatchAugment(views) if views is not None else None
         self.noise_std, self.mask_ratio = noise_std, mask_ratio
-        self._hparams = dict(noise_std=noise_std, mask_ratio=mask_ratio, dec_width=dec_width, augment=views is not None)
 
     def clean_views(self, x): return (self.augment(x) if self.augment is not None else prepare(x))
 
@@ -92,19 +53,6 @@ class DenoisingAutoencoder(SSLMethod):
         return {"loss": dae_loss(recon, clean), "emb": h}
 
 # %% ../../nbs/methods/15_generative.ipynb #39a60e8b
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    "KL(N(mu, diag exp(logvar)) || N(0, I)) per sample, summed over latent dimensions: (B,)."
-    mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-
-@in_fp32
-def vae_loss(recon, x, mu, logvar, beta: float = 1.0, pixel_std: float = 0.1) -> dict:
-    "Negative ELBO per pixel: Gaussian reconstruction NLL with fixed std `pixel_std` (constant dropped) + `beta` × KL, averaged over the batch and divided by the pixels per image."
-    n_pix = x[0].numel()
-    rec = 0.5 * (recon.float() - x.float()).pow(2).flatten(1).sum(1) / pixel_std ** 2
-    kl = gaussian_kl(mu, logvar)
-    return {"loss": (rec + beta * kl).mean() / n_pix, "recon": rec.mean(), "kl": kl.mean()}
-
 @register_method
 class VAE(SSLMethod):
     "Variational autoencoder (Kingma & Welling, ICLR 2014): pooled encoder features → (mu, logvar) heads, reparameterised sample, decoder; loss = reconstruction + beta · KL."
@@ -115,7 +63,6 @@ class VAE(SSLMethod):
         self.mu_head, self.logvar_head = nn.Linear(encoder.feat_dim, latent_dim), nn.Linear(encoder.feat_dim, latent_dim)
         self.decoder = ConvDecoder(latent_dim, encoder.in_chans, dec_width)
         self.latent_dim, self.beta, self.pixel_std = latent_dim, beta, pixel_std
-        self._hparams = dict(latent_dim=latent_dim, beta=beta, pixel_std=pixel_std, dec_width=dec_width)
 
     def posterior(self, xf: torch.Tensor):
         "(mu, logvar, h) of the approximate posterior q(z|x) for normalised images; h are the pooled encoder features the heads read."
@@ -156,28 +103,16 @@ def embed_mu(method: VAE, x: torch.Tensor, batch_size: int = 512):
     return torch.cat(out).numpy()
 
 # %% ../../nbs/methods/15_generative.ipynb #0218f502
-@in_fp32
-def gan_d_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    "Discriminator loss of Goodfellow et al. (2014) on logits: -log D(x) - log(1 - D(G(z))), batch means."
-    return F.softplus(-d_real.float()).mean() + F.softplus(d_fake.float()).mean()
-
-@in_fp32
-def gan_g_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    "Non-saturating generator loss on logits: -log D(G(z)), batch mean."
-    return F.softplus(-d_fake.float()).mean()
-
 @register_method
 class DCGAN(SSLMethod):
     "DCGAN (Radford, Metz & Chintala, ICLR 2016) with the non-saturating loss: the discriminator's ResNet is the encoder; one combined loss routes each network's gradients."
-    name = "gan"
-    monotone_loss = False
+    name, monotone_loss = "gan", False     # an adversarial game: neither network's loss need fall
     def __init__(self, encoder: nn.Module, z_dim: int = 64, gen_width: int = 32):
         super().__init__(encoder)
         if z_dim < 1: raise MedSSLError(f"z_dim must be >= 1, got {z_dim}.")
         self.head = nn.Linear(encoder.feat_dim, 1)
         self.generator = ConvDecoder(z_dim, encoder.in_chans, gen_width, out_act="tanh")
         self.z_dim = z_dim
-        self._hparams = dict(z_dim=z_dim, gen_width=gen_width)
 
     def discriminate(self, x: torch.Tensor, detach_params: bool = False, track_stats: bool = True):
         "Logits (float32) and pooled features of D on normalised images. `detach_params`: D's weights enter as constants (no gradient reaches them); `track_stats=False`: the encoder's batch-norm running statistics are left untouched (copies are updated)."
@@ -217,11 +152,6 @@ def ycbcr_to_rgb(y: torch.Tensor) -> torch.Tensor:
     "Inverse of `rgb_to_ycbcr`."
     return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_YCC).to(y), y)
 
-@in_fp32
-def colorization_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    "Squared error of the predicted chroma (Cb, Cr), averaged over pixels, both channels and the batch."
-    return (pred.float() - target.float()).pow(2).mean()
-
 @register_method
 class Colorization(SSLMethod):
     "Colourisation (Zhang, Isola & Efros, ECCV 2016) as chroma regression: the encoder sees the luma replicated to 3 channels and a decoder on its last feature map predicts Cb, Cr."
@@ -230,15 +160,14 @@ class Colorization(SSLMethod):
     def __init__(self, encoder: nn.Module, dec_width: int = 32, chroma_scale: float = 4.0):
         super().__init__(encoder)
         if getattr(encoder, "in_chans", 3) != 3:
-            raise MedSSLError(f"Colourisation needs an RGB dataset such as retinamnist (an encoder with in_chans=3); this encoder has in_chans={encoder.in_chans}.")
+            raise NotApplicableError(f"Colourisation needs an RGB dataset such as retinamnist (an encoder with in_chans=3); this encoder has in_chans={encoder.in_chans}.")
         self.decoder = ConvDecoder(encoder.stage_dims[-1], 2, dec_width, from_map=True)
         self.chroma_scale = chroma_scale
-        self._hparams = dict(dec_width=dec_width, chroma_scale=chroma_scale)
 
     def split(self, x):
         "(luma input replicated to 3 channels and normalised, chroma target × `chroma_scale`) of uint8 RGB images."
         if x.ndim != 4 or x.shape[1] != 3:
-            raise MedSSLError(f"Colourisation needs an RGB dataset such as retinamnist: expected (B, 3, H, W) images, got shape {tuple(x.shape)}.")
+            raise NotApplicableError(f"Colourisation needs an RGB dataset such as retinamnist: expected (B, 3, H, W) images, got shape {tuple(x.shape)}.")
         ycc = rgb_to_ycbcr(to_float(x))
         return normalize(ycc[:, :1]).expand(-1, 3, -1, -1), ycc[:, 1:] * self.chroma_scale
 

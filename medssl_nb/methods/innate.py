@@ -9,24 +9,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError, NotApplicableError
 from ..views import BatchAugment, ViewConfig
-from .base import SSLMethod, ProjectionHead, register_method
+from ..losses import pretext_cross_entropy
+from ..heads import ProjectionHead
+from .base import SSLMethod, register_method
 
 # %% auto #0
-__all__ = ['NEIGHBOURS', 'pretext_cross_entropy', 'rotate90', 'rotation_batch', 'RotationPrediction', 'hamming_permutations',
-           'min_hamming', 'tile_geometry', 'grid_tiles', 'normalize_tiles', 'Jigsaw', 'patch_pairs',
-           'RelativePatchPosition']
-
-# %% ../../nbs/methods/12_innate.ipynb #a1000006
-@in_fp32
-def pretext_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    "Mean cross-entropy of `logits` (N, K) against self-made pretext labels `labels` (N,) in [0, K)."
-    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
-        raise MedSSLError(f"pretext_cross_entropy needs logits (N, K) and labels (N,), got {tuple(logits.shape)} and {tuple(labels.shape)}.")
-    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
-        raise MedSSLError(f"pretext labels must lie in [0, {logits.shape[1]}), got range [{int(labels.min())}, {int(labels.max())}].")
-    return F.cross_entropy(logits.float(), labels.long())
+__all__ = ['NEIGHBOURS', 'rotate90', 'rotation_batch', 'RotationPrediction', 'hamming_permutations', 'min_hamming',
+           'tile_geometry', 'grid_tiles', 'normalize_tiles', 'Jigsaw', 'patch_pairs', 'RelativePatchPosition']
 
 # %% ../../nbs/methods/12_innate.ipynb #a1000009
 def rotate90(x: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
@@ -58,7 +49,6 @@ class RotationPrediction(SSLMethod):
         self.head = ProjectionHead(encoder.feat_dim, head_hidden, 4, layers=2)
         self.augment = BatchAugment(views or ViewConfig(scale=(0.5, 1.0)))
         self.all_rotations = all_rotations
-        self._hparams = dict(head_hidden=head_hidden, all_rotations=all_rotations)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = self.augment(x)
@@ -133,14 +123,12 @@ class Jigsaw(SSLMethod):
                  jitter: int | None = None, tile_px: int | None = None, tile_dim: int = 64, head_hidden: int = 256,
                  tile_norm: bool = True, views: ViewConfig | None = None):
         super().__init__(encoder)
-        if getattr(encoder, "ndim", 2) != 2: raise MedSSLError("Jigsaw works on 2D images; build a 2D encoder (ndim=2).")
+        if getattr(encoder, "ndim", 2) != 2: raise NotApplicableError("Jigsaw works on 2D images; build a 2D encoder (ndim=2).")
         self.register_buffer("perms", hamming_permutations(grid * grid, n_perms, perm_seed), persistent=False)
         self.tile_embed = nn.Sequential(nn.Linear(encoder.feat_dim, tile_dim), nn.ReLU(inplace=True))
         self.head = ProjectionHead(grid * grid * tile_dim, head_hidden, n_perms, layers=2)
         self.augment = BatchAugment(views or ViewConfig(scale=(0.6, 1.0), rotate=0.0))
         self.grid, self.gap, self.jitter, self.tile_px, self.tile_norm = grid, gap, jitter, tile_px, tile_norm
-        self._hparams = dict(grid=grid, n_perms=n_perms, perm_seed=perm_seed, gap=gap, jitter=jitter, tile_px=tile_px,
-                             tile_dim=tile_dim, head_hidden=head_hidden, tile_norm=tile_norm)
 
     def puzzle(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Shuffled tiles (B, G², C, t, t) of the float images `v` and the permutation labels: tile j of the puzzle is original tile perms[y][j]."
@@ -181,13 +169,11 @@ class RelativePatchPosition(SSLMethod):
                  patch_dim: int = 64, head_hidden: int = 256, all_neighbours: bool = True, tile_norm: bool = True,
                  views: ViewConfig | None = None):
         super().__init__(encoder)
-        if getattr(encoder, "ndim", 2) != 2: raise MedSSLError("RelativePatchPosition works on 2D images; build a 2D encoder (ndim=2).")
+        if getattr(encoder, "ndim", 2) != 2: raise NotApplicableError("RelativePatchPosition works on 2D images; build a 2D encoder (ndim=2).")
         self.patch_embed = nn.Sequential(nn.Linear(encoder.feat_dim, patch_dim), nn.ReLU(inplace=True))
         self.head = ProjectionHead(2 * patch_dim, head_hidden, 8, layers=2)
         self.augment = BatchAugment(views or ViewConfig(scale=(0.6, 1.0), rotate=0.0))
         self.gap, self.jitter, self.tile_px, self.all_neighbours, self.tile_norm = gap, jitter, tile_px, all_neighbours, tile_norm
-        self._hparams = dict(gap=gap, jitter=jitter, tile_px=tile_px, patch_dim=patch_dim, head_hidden=head_hidden,
-                             all_neighbours=all_neighbours, tile_norm=tile_norm)
 
     def _features(self, p: torch.Tensor) -> torch.Tensor:
         if self.tile_norm: p = normalize_tiles(p)

@@ -6,38 +6,14 @@
 from __future__ import annotations
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError
 from ..views import BatchAugment, ViewConfig
-from .base import SSLMethod, ProjectionHead, register_method
+from ..losses import barlow_twins_loss, vicreg_loss
+from ..heads import ProjectionHead
+from .base import SSLMethod, register_method
 
 # %% auto #0
-__all__ = ['batch_standardize', 'cross_correlation', 'off_diagonal', 'barlow_twins_loss', 'BarlowTwins', 'vicreg_terms',
-           'vicreg_loss', 'VICReg']
-
-# %% ../../nbs/methods/14_redundancy.ipynb #9c9eb893
-def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    "Each dimension of `z` (N, D) centred and divided by its batch std (biased, as BatchNorm computes it)."
-    z = z.float(); z = z - z.mean(0)
-    return z / torch.sqrt(z.pow(2).mean(0) + eps)
-
-def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    "Barlow Twins' D×D cross-correlation matrix of two batches of embeddings (N, D)."
-    if z1.shape != z2.shape or z1.ndim != 2: raise MedSSLError(f"need two (N, D) tensors of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}.")
-    if len(z1) < 2: raise MedSSLError("the cross-correlation needs a batch of at least 2.")
-    return batch_standardize(z1, eps).t() @ batch_standardize(z2, eps) / len(z1)
-
-def off_diagonal(c: torch.Tensor) -> torch.Tensor:
-    "The off-diagonal entries of a square matrix, flattened."
-    n = c.shape[0]
-    return c.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
-
-@in_fp32
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> torch.Tensor:
-    "Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij² for the cross-correlation C of `z1`, `z2` (N, D)."
-    if lambd < 0: raise MedSSLError(f"lambd must be >= 0, got {lambd}.")
-    c = cross_correlation(z1, z2, eps)
-    return (1 - torch.diagonal(c)).pow(2).sum() + lambd * off_diagonal(c).pow(2).sum()
+__all__ = ['BarlowTwins', 'VICReg']
 
 # %% ../../nbs/methods/14_redundancy.ipynb #ef8b3cf5
 @register_method
@@ -52,32 +28,11 @@ class BarlowTwins(SSLMethod):
         self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=3)
         self.augment = BatchAugment(views)
         self.lambd = lambd
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, lambd=lambd)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])
         z1, z2 = self.head(self.encoder(v)).chunk(2)
         return {"loss": barlow_twins_loss(z1, z2, self.lambd), "emb": z1}
-
-# %% ../../nbs/methods/14_redundancy.ipynb #79edc726
-def vicreg_terms(z1: torch.Tensor, z2: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> dict:
-    "VICReg's invariance, variance (both branches summed) and covariance (both branches summed) terms for `z1`, `z2` (N, D)."
-    if z1.shape != z2.shape or z1.ndim != 2: raise MedSSLError(f"need two (N, D) tensors of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}.")
-    if len(z1) < 2: raise MedSSLError("VICReg needs a batch of at least 2 (the variance is undefined otherwise).")
-    z1, z2 = z1.float(), z2.float(); n, d = z1.shape
-    inv = F.mse_loss(z1, z2)
-    var = sum(F.relu(gamma - torch.sqrt(z.var(dim=0) + eps)).mean() for z in (z1, z2))
-    def cov(z):
-        z = z - z.mean(0); c = z.t() @ z / (n - 1)
-        return (c.pow(2).sum() - torch.diagonal(c).pow(2).sum()) / d
-    return {"invariance": inv, "variance": var, "covariance": cov(z1) + cov(z2)}
-
-@in_fp32
-def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, inv_weight: float = 25.0, var_weight: float = 25.0, cov_weight: float = 1.0,
-                gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
-    "λ s(Z, Z') + μ [v(Z) + v(Z')] + ν [c(Z) + c(Z')] (VICReg, Eq. 6)."
-    t = vicreg_terms(z1, z2, gamma, eps)
-    return inv_weight * t["invariance"] + var_weight * t["variance"] + cov_weight * t["covariance"]
 
 # %% ../../nbs/methods/14_redundancy.ipynb #2458866d
 @register_method
@@ -93,7 +48,6 @@ class VICReg(SSLMethod):
         self.head = ProjectionHead(encoder.feat_dim, proj_hidden, proj_dim, layers=3)
         self.augment = BatchAugment(views)
         self.weights = dict(inv_weight=inv_weight, var_weight=var_weight, cov_weight=cov_weight, gamma=gamma, eps=eps)
-        self._hparams = dict(proj_hidden=proj_hidden, proj_dim=proj_dim, **self.weights)
 
     def loss(self, x: torch.Tensor) -> dict:
         v = torch.cat([self.augment(x), self.augment(x)])

@@ -8,24 +8,17 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError
 from ..backbones import Block, init_vit_weights, sincos_pos_embed, LayerNormFp32
 from ..views import BatchAugment, ViewConfig
+from ..losses import masked_mse, masked_l1
+from ..backbones import require_vit
 from .base import SSLMethod, register_method
 
 # %% auto #0
-__all__ = ['require_vit', 'patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'masked_mse',
-           'masked_l1', 'MAE', 'SimMIM']
+__all__ = ['patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'MAE', 'SimMIM']
 
 # %% ../../nbs/methods/16_selfpred.ipynb #511ecc59
-def require_vit(encoder: nn.Module, method: str) -> nn.Module:
-    "Raise a clear error unless `encoder` is a ViT-like backbone with the pieces masked-image methods need."
-    need = ("patch_embed", "tokenize", "blocks_forward", "pos_embed_at", "grid", "patch")
-    if not all(hasattr(encoder, a) for a in need):
-        raise MedSSLError(f"{method} masks patch tokens and needs a ViT encoder (medssl_nb.backbones.ViT), got {type(encoder).__name__}. "
-                          f"Build e.g. ViT(in_chans, img_size=28, patch=4, dim=128, depth=4, heads=4), or pass --backbone vit to the CLI.")
-    return encoder
-
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     "Images (B, C, *S) to patches (B, N, patch**ndim * C), row-major over the grid like the ViT's tokens; each row is (pixels…, C)."
     B, C, *S = x.shape; nd = len(S)
@@ -84,20 +77,6 @@ def norm_pix_targets(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     var = patches.var(-1, keepdim=True, unbiased=False)
     return (patches - mean) / (var + eps).sqrt()
 
-@in_fp32
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "MAE loss: mean squared error per patch, averaged over the *masked* patches only. pred/target (B, N, P), mask (B, N)."
-    per_patch = (pred.float() - target.float()).pow(2).mean(-1)
-    m = mask.float()
-    return (per_patch * m).sum() / m.sum().clamp(min=1)
-
-@in_fp32
-def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    "SimMIM loss: mean absolute error over the pixels of the masked patches only."
-    per_patch = (pred.float() - target.float()).abs().mean(-1)
-    m = mask.float()
-    return (per_patch * m).sum() / m.sum().clamp(min=1)
-
 # %% ../../nbs/methods/16_selfpred.ipynb #3fc7db09
 @register_method
 class MAE(SSLMethod):
@@ -120,8 +99,7 @@ class MAE(SSLMethod):
         nn.init.normal_(self.mask_token, std=0.02)
         # MAE's augmentation: random resized crop and flip only
         self.augment = BatchAugment(views or ViewConfig(scale=(0.2, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
-        self._hparams = dict(mask_ratio=mask_ratio, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
-                             decoder_heads=decoder_heads, norm_pix=norm_pix, patch=encoder.patch, vit_pool=encoder.pool)
+        self._hparams.update(patch=encoder.patch, vit_pool=encoder.pool)
 
     def forward_encoder(self, img: torch.Tensor, mask: torch.Tensor):
         "Encode the visible tokens only. img: normalised float; mask (B, N) True = masked. Returns latent (B, [1+]n_vis, dim) and ids of the visible tokens."
@@ -180,7 +158,7 @@ class SimMIM(SSLMethod):
         self.head = nn.Linear(encoder.feat_dim, encoder.patch ** encoder.ndim * encoder.in_chans)   # SimMIM's one-layer prediction head
         init_vit_weights(self.head)
         self.augment = BatchAugment(views or ViewConfig(scale=(0.67, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
-        self._hparams = dict(mask_ratio=mask_ratio, masking=masking, patch=encoder.patch, vit_pool=encoder.pool)
+        self._hparams.update(patch=encoder.patch, vit_pool=encoder.pool)
 
     def make_mask(self, batch: int, grid: tuple, gen=None, device="cpu") -> torch.Tensor:
         return (block_mask(batch, grid, self.mask_ratio, gen=gen, device=device) if self.masking == "block"

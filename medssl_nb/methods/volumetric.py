@@ -9,15 +9,16 @@ from dataclasses import dataclass, asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import MedSSLError, in_fp32
+from ..core import MedSSLError, NotApplicableError
 from ..views import to_float, normalize
-from .base import SSLMethod, register_method, make_target, ema_update, cosine_momentum
-from .distillation import DINOHead, dino_loss, dino_center_update
-from .selfpred import require_vit
+from .base import SSLMethod, register_method, make_target
+from ..losses import dino_loss, dino_center_update, ibot_patch_loss, koleo_loss
+from ..heads import DINOHead
+from ..backbones import require_vit
 
 # %% auto #0
-__all__ = ['VolumeCropConfig', 'volume_crop_boxes', 'crop_volumes', 'VolumeMultiCrop', 'ibot_masks', 'ibot_patch_loss',
-           'koleo_loss', 'require_3d', 'DINO3D', 'slab_starts', 'take_slabs', 'slab_position', 'SlicePosition']
+__all__ = ['VolumeCropConfig', 'volume_crop_boxes', 'crop_volumes', 'VolumeMultiCrop', 'ibot_masks', 'require_3d', 'DINO3D',
+           'slab_starts', 'take_slabs', 'slab_position', 'SlicePosition']
 
 # %% ../../nbs/methods/17_volumetric.ipynb #f6e501d3
 @dataclass
@@ -107,34 +108,11 @@ def ibot_masks(batch: int, n_tokens: int, ratio: tuple = (0.1, 0.5), p: float = 
     rank = torch.rand(batch, n_tokens, generator=gen).argsort(1).argsort(1)
     return (rank < k[:, None]).to(device)
 
-@in_fp32
-def ibot_patch_loss(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, center: torch.Tensor,
-                    student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
-    "iBOT's masked-token loss: H(P_t, P_s) at each masked token, averaged over the masked tokens of each volume, then over the volumes with any. `student`/`teacher` (B, N, K) logits, `mask` (B, N), `center` (1, K)."
-    if student.shape != teacher.shape or mask.shape != student.shape[:2]:
-        raise MedSSLError(f"ibot_patch_loss needs student and teacher (B, N, K) of one shape and mask (B, N); got {tuple(student.shape)}, {tuple(teacher.shape)}, {tuple(mask.shape)}.")
-    log_ps = F.log_softmax(student.float() / student_temp, dim=-1)
-    pt = F.softmax((teacher.float() - center) / teacher_temp, dim=-1).detach()
-    per_token = -(pt * log_ps).sum(-1)
-    m = mask.float(); n = m.sum(1); has = n > 0
-    if not has.any(): return student.float().sum() * 0.0        # no masked token in the batch: zero, graph kept
-    return ((per_token * m).sum(1) / n.clamp(min=1))[has].mean()
-
-@in_fp32
-def koleo_loss(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    "KoLeo regulariser: −mean_i log ρ_i, ρ_i the distance from ℓ2-normalised z_i to its nearest other row (Sablayrolles et al. 2019; DINOv2)."
-    if z.ndim != 2 or len(z) < 2: raise MedSSLError(f"koleo_loss needs a batch (B >= 2, D) of features, got shape {tuple(z.shape)}.")
-    z = F.normalize(z.float(), dim=-1, eps=eps)
-    with torch.no_grad():
-        sim = z @ z.t(); sim.fill_diagonal_(-float("inf")); j = sim.argmax(1)     # nearest neighbour = largest cosine
-    rho = ((z - z[j]).pow(2).sum(-1) + eps ** 2).sqrt()
-    return -torch.log(rho + eps).mean()
-
 def require_3d(encoder: nn.Module, method: str, vit: bool = False) -> nn.Module:
     "Raise a clear error unless `encoder` is a 3D backbone (and a ViT when `vit`)."
     if vit: require_vit(encoder, method)
     if getattr(encoder, "ndim", None) != 3:
-        raise MedSSLError(f"{method} works on volumes and needs a 3D encoder (ndim=3); got {type(encoder).__name__} with ndim={getattr(encoder, 'ndim', None)}. "
+        raise NotApplicableError(f"{method} works on volumes and needs a 3D encoder (ndim=3); got {type(encoder).__name__} with ndim={getattr(encoder, 'ndim', None)}. "
                           "Build e.g. ViT(1, img_size=28, patch=7, dim=96, depth=4, heads=3, ndim=3, pool='cls')" + ("." if vit else " or ResNet(1, 18, 16, ndim=3)."))
     return encoder
 
@@ -174,11 +152,7 @@ class DINO3D(SSLMethod):
         self.center_momentum, self.tau_base = center_momentum, tau_base
         self.weights = dict(dino=dino_weight, ibot=ibot_weight, koleo=koleo_weight)
         self._last = None
-        self._hparams = dict(hidden=hidden, bottleneck=bottleneck, n_prototypes=n_prototypes, patch_prototypes=patch_prototypes,
-                             crops=asdict(crops), mask_ratio=list(mask_ratio), mask_p=mask_p, student_temp=student_temp,
-                             teacher_temp=teacher_temp, warmup_teacher_temp=warmup_teacher_temp, warmup_frac=warmup_frac,
-                             center_momentum=center_momentum, tau_base=tau_base, use_bn=use_bn, **{f"{k}_weight": v for k, v in self.weights.items()},
-                             patch=p, img_size=S, vit_pool=encoder.pool)
+        self._hparams.update(crops=asdict(crops), patch=p, img_size=S, vit_pool=encoder.pool)
 
     def student_forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         "The student ViT on normalised volumes `x`, with the masked patch tokens (mask (B, N) True) replaced by the mask token before positions are added."
@@ -209,8 +183,10 @@ class DINO3D(SSLMethod):
         return {"loss": loss, "emb": s["pooled"][:B], **{k: t.detach() for k, t in terms.items()}, "teacher_entropy": ent,
                 "dino_kl": terms["dino"].detach() - ent}
 
+    def momentum_pairs(self): return [(self.teacher, nn.Sequential(self.encoder, self.head, self.patch_head))]
+
     def on_step_end(self, step: int, total_steps: int) -> None:
-        ema_update(self.teacher, nn.Sequential(self.encoder, self.head, self.patch_head), cosine_momentum(step, total_steps, self.tau_base), copy_buffers=True)
+        super().on_step_end(step, total_steps)                                   # the teacher follows the student
         if self._last is not None:
             dino_center_update(self.center, [self._last[0]], self.center_momentum)
             dino_center_update(self.patch_center, [self._last[1].flatten(0, 1)], self.center_momentum)
@@ -247,7 +223,6 @@ class SlicePosition(SSLMethod):
         if patch and self.thickness % patch: raise MedSSLError(f"With a ViT the slab thickness must be a multiple of its patch {patch}, got {self.thickness}.")
         self.flip = flip
         self.head = nn.Sequential(nn.Linear(encoder.feat_dim, head_hidden), nn.ReLU(inplace=True), nn.Linear(head_hidden, 1))
-        self._hparams = dict(thickness=self.thickness, head_hidden=head_hidden, flip=flip)
 
     def predict(self, slabs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "Features and predicted positions in (0, 1) of normalised slabs."

@@ -85,7 +85,8 @@ def prepare_notebook(nb, lib: str = "medssl_nb"):
             stats["images"] += any(k.startswith("image/") for k in o.get("data", {}))
         cells.append(c)
         if module and ("export" in d or "exports" in d):
-            mod = importlib.import_module(module)
+            target = d.get("export") or d.get("exports")               # `#| export losses` exports to another module
+            mod = importlib.import_module(f"{lib}.{target}" if target else module)
             for name in public_names(src):
                 if hasattr(mod, name):
                     cells.append(nbformat.v4.new_markdown_cell(show_doc_markdown(getattr(mod, name)))); stats["api_entries"] += 1

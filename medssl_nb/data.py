@@ -17,10 +17,11 @@ from .core import MedSSLError, gaussian_blur
 
 # %% auto #0
 __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'IMAGE_SUFFIXES', 'check_flag', 'DataNotFoundError',
-           'CorruptDataError', 'data_roots', 'medmnist_filename', 'expected_md5', 'file_md5', 'locate_medmnist',
-           'data_status', 'fetch_medmnist', 'Split', 'MedData', 'load_medmnist', 'apply_shift', 'synthetic',
-           'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset', 'from_arrays',
-           'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels', 'pool_unlabeled']
+           'CorruptDataError', 'data_roots', 'medmnist_filename', 'find_medmnist', 'expected_md5', 'file_md5',
+           'locate_medmnist', 'data_status', 'fetch_medmnist', 'Split', 'MedData', 'load_medmnist', 'apply_shift',
+           'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset',
+           'from_arrays', 'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels',
+           'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -63,6 +64,11 @@ def medmnist_filename(flag: str, size: int = 28) -> str:
     "The official file name of `flag` at `size`, e.g. `breastmnist.npz`, `adrenalmnist3d_64.npz`."
     return f"{check_flag(flag, size)}{'' if size == 28 else f'_{size}'}.npz"
 
+def find_medmnist(flag: str, size: int = 28, root: str | Path | None = None) -> Path | None:
+    "The first file for `flag`/`size` in `data_roots(root)`, unverified; None when there is none. Downloads nothing."
+    fname = medmnist_filename(flag, size)
+    return next((r / fname for r in data_roots(root) if (r / fname).is_file()), None)
+
 def expected_md5(flag: str, size: int = 28) -> str:
     "The official MD5 of the file, as `medmnist.INFO` records it."
     return INFO[check_flag(flag, size)]["MD5" if size == 28 else f"MD5_{size}"]
@@ -84,7 +90,7 @@ def locate_medmnist(flag: str, size: int = 28, root: str | Path | None = None, d
     "Path of the verified MedMNIST file for `flag`/`size`: searched in `data_roots(root)`, else downloaded into the first root."
     flag = check_flag(flag, size); fname = medmnist_filename(flag, size)
     roots = data_roots(root)
-    path = next((r/fname for r in roots if (r/fname).is_file()), None)
+    path = find_medmnist(flag, size, root)
     if path is None and download:
         target = roots[0]
         try:
@@ -121,8 +127,7 @@ def data_status(flags: Sequence[str] | None = None, size: int = 28, root: str | 
     flags = list(flags) if flags else [f for f in FLAGS_2D + FLAGS_3D if size in (SIZES_3D if f in FLAGS_3D else SIZES_2D)]
     rows = []
     for flag in flags:
-        fname = medmnist_filename(flag, size)
-        path = next((r / fname for r in data_roots(root) if (r / fname).is_file()), None)
+        fname, path = medmnist_filename(flag, size), find_medmnist(flag, size, root)
         rows.append({"flag": flag, "size": size, "file": fname, "found_in": str(path.parent) if path else "",
                      "verified": (file_md5(path) == expected_md5(flag, size)) if path else False})
     return rows

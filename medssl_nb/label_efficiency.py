@@ -188,7 +188,7 @@ def answer_questions(summary: pd.DataFrame, paired: pd.DataFrame) -> str:
                    f"({b.method}, {b.pool}, {b.protocol}) {_pm(b.auc_mean, b.auc_ci95)}")
             if len(p):
                 r = p.iloc[0]; lo, hi = r["diff"] - r["ci"], r["diff"] + r["ci"]
-                verdict = ("SSL is better" if lo > 0 else "supervised is better" if hi < 0 else "no difference the seeds can resolve")
+                verdict = ("SSL is better" if lo > 0 else "supervised is better" if hi < 0 else "no difference the seed-to-seed spread can resolve")
                 txt += f"; paired difference (SSL − supervised) {_pm(r['diff'], r['ci'])}, p = {r['p_t']:.3f} (paired t): {verdict}."
             lines.append(txt + ("" if not np.isfinite(pub) else f" Published v2 ResNet-18 (28): {pub:.3f}."))
         lines.append("")

@@ -197,7 +197,7 @@ def label_efficiency_block(res: Path, sub: str = "") -> str:
     sep = [d for d in sets if abs(d100[d]['diff']) > d100[d].ci]
     out += ["", f"What it shows: with 10 % of the labels the best SSL setting reaches v2's published full-label AUC on {', '.join(holds) if holds else 'none of the sets'}"
             f"{'' if len(holds) == len(sets) else ' and not on ' + ', '.join(d for d in sets if d not in holds)}. With all labels, the best SSL setting and supervised training "
-            + (f"differ beyond the seeds' resolution on {', '.join(sep)}" if sep else "are within the seeds' resolution on every set (no paired interval excludes zero)") + "."]
+            + (f"differ beyond what the seed-to-seed spread can resolve on {', '.join(sep)}" if sep else "are within what the seed-to-seed spread can resolve on every set (no paired interval excludes zero)") + "."]
     return "\n".join(out)
 
 @renderer("v2_resnet18")

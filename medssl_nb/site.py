@@ -10,8 +10,8 @@ import yaml
 from .core import MedSSLError, atomic_write_text
 
 # %% auto #0
-__all__ = ['SITE_CSS', 'site_pages', 'cell_directives', 'public_names', 'show_doc_markdown', 'prepare_notebook', 'page_title',
-           'render_page', 'build_site', 'headless_chromium', 'check_site', 'site_command', 'exported_api',
+__all__ = ['SITE_CSS', 'site_pages', 'cell_directives', 'export_target', 'public_names', 'show_doc_markdown', 'prepare_notebook',
+           'page_title', 'render_page', 'build_site', 'headless_chromium', 'check_site', 'site_command', 'exported_api',
            'api_reference', 'readme_from_index', 'write_readme']
 
 # %% ../nbs/91_site.ipynb #1097b10a
@@ -42,6 +42,12 @@ def cell_directives(source: str) -> tuple[dict, str]:
         if not m: break
         d[m.group(1).lower()] = m.group(2); i += 1
     return d, "\n".join(lines[i:]).strip("\n")
+
+def export_target(d: dict, module: str | None, lib: str = "medssl_nb") -> str | None:
+    "The module a cell with directives `d` exports to: its own argument (`#| export losses`), else the notebook's default `module`; None when the cell exports nothing."
+    if "export" not in d and "exports" not in d: return None
+    arg = (d.get("export") or d.get("exports") or "").strip()
+    return f"{lib}.{arg}" if arg else module
 
 def public_names(source: str) -> list[str]:
     "Top-level functions and classes a cell defines, without leading underscores (the ones nbdev documents)."
@@ -84,9 +90,9 @@ def prepare_notebook(nb, lib: str = "medssl_nb"):
             stats["error_outputs"] += o.get("output_type") == "error"
             stats["images"] += any(k.startswith("image/") for k in o.get("data", {}))
         cells.append(c)
-        if module and ("export" in d or "exports" in d):
-            target = d.get("export") or d.get("exports")               # `#| export losses` exports to another module
-            mod = importlib.import_module(f"{lib}.{target}" if target else module)
+        target = export_target(d, module, lib)
+        if target:
+            mod = importlib.import_module(target)
             for name in public_names(src):
                 if hasattr(mod, name):
                     cells.append(nbformat.v4.new_markdown_cell(show_doc_markdown(getattr(mod, name)))); stats["api_entries"] += 1
@@ -285,12 +291,12 @@ def exported_api(nbs: str | Path = "nbs", lib: str = "medssl_nb") -> list[dict]:
             if c["cell_type"] != "code": continue
             d, src = cell_directives("".join(c["source"]))
             if "default_exp" in d: module = f"{lib}.{d['default_exp']}"
-            target = f"{lib}.{(d.get('export') or d.get('exports')).strip()}" if (d.get("export") or d.get("exports") or "").strip() else module
-            if target and ("export" in d or "exports" in d):
-                mod = importlib.import_module(target); module_of_cell = target
+            target = export_target(d, module, lib)
+            if target:
+                mod = importlib.import_module(target)
                 for name in public_names(src):
                     doc = (getattr(getattr(mod, name, None), "__doc__", None) or "").strip().splitlines()
-                    rows.append({"module": module_of_cell, "name": name, "notebook": rel, "doc": doc[0] if doc else ""})
+                    rows.append({"module": target, "name": name, "notebook": rel, "doc": doc[0] if doc else ""})
     return rows
 
 def api_reference(nbs: str | Path = "nbs", lib: str = "medssl_nb"):

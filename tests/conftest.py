@@ -31,3 +31,11 @@ def no_data(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+@pytest.fixture(scope="session")
+def chromium():
+    "Skip (or, with MEDSSL_REQUIRE_BROWSER set, as CI does, fail) when headless Chromium and chromedriver are not installed."
+    import shutil
+    if not (any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")) and shutil.which("chromedriver")):
+        if os.environ.get("MEDSSL_REQUIRE_BROWSER"): pytest.fail("MEDSSL_REQUIRE_BROWSER is set but Chromium or chromedriver is missing")
+        pytest.skip("no Chromium here: apt-get install chromium chromium-driver")

@@ -16,10 +16,7 @@ def _free_port() -> int:
     s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    if not (any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")) and shutil.which("chromedriver")):
-        if os.environ.get("MEDSSL_REQUIRE_BROWSER"): pytest.fail("MEDSSL_REQUIRE_BROWSER is set but Chromium or chromedriver is missing")
-        pytest.skip("no Chromium here: apt-get install chromium chromium-driver")
+def lab(tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "nbs", root / "nbs"); shutil.copytree(ROOT / "results", root / "results")
     port, token = _free_port(), os.urandom(12).hex()

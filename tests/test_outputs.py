@@ -1,7 +1,6 @@
 "Committed notebook outputs are what a reader sees on the site: no warnings, tracebacks or paths of the machine that ran them."
 import json, re
 from pathlib import Path
-import pytest
 
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 BAD = re.compile(r"Traceback \(most recent call last\)|\w*Warning: |(?<![\w.])/(?:tmp|work|home|root|Users|private|var/folders)/[\w.-]+")

@@ -2,7 +2,6 @@
 
 CI (.ci/run) installs Chromium and sets MEDSSL_REQUIRE_BROWSER=1, so there a missing browser fails the test instead of
 skipping it; on a machine without Chromium the browser test is skipped with the command that installs it."""
-import os, shutil
 from pathlib import Path
 import pytest, yaml
 from medssl_nb.site import build_site, check_site, site_pages
@@ -31,13 +30,7 @@ def test_committed_notebooks_show_real_results(site):
     studies = [p for p in rep["pages"] if p["section"] in ("Studies", "3D")]
     assert studies and all(p["images"] > 0 for p in studies), [(p["notebook"], p["images"]) for p in studies]
 
-def _have_browser():
-    return any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")) and shutil.which("chromedriver")
-
-def test_every_page_in_a_browser(site, tmp_path):
-    if not _have_browser():
-        if os.environ.get("MEDSSL_REQUIRE_BROWSER"): pytest.fail("MEDSSL_REQUIRE_BROWSER is set but Chromium or chromedriver is missing")
-        pytest.skip("no Chromium here: apt-get install chromium chromium-driver")
+def test_every_page_in_a_browser(site, tmp_path, chromium):
     out, rep = site
     shots = {"methods/11_contrastive.html": tmp_path / "contrastive.png", "20_label_efficiency.html": tmp_path / "label_efficiency.png"}
     df = check_site(out, screenshots=shots)

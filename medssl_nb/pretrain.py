@@ -21,8 +21,8 @@ from .study import (StudyConfig, EncoderSettings, DataSettings, build_encoder, e
                              run_units, save_figure, published, check_fractions, load_for, pretrain_method)
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'probe_rows', 'run_pretrain', 'CompareConfig', 'run_compare', 'summarize_compare', 'format_compare',
-           'plot_compare', 'write_compare']
+__all__ = ['PretrainConfig', 'probe_rows', 'run_pretrain', 'CompareConfig', 'compare_fit_config', 'run_compare',
+           'summarize_compare', 'format_compare', 'plot_compare', 'write_compare']
 
 # %% ../nbs/07_pretrain.ipynb #104472e9
 @dataclass
@@ -135,11 +135,15 @@ def _baseline_rows(cfg: CompareConfig, d: MedData, seed: int, precision: str, de
                             "train_seconds": round(time.perf_counter() - t0, 1), **m})
     return rows
 
+def compare_fit_config(cfg: CompareConfig, flag: str, method: str, seed: int, progress: bool = False) -> FitConfig:
+    "The pretraining settings of one method in the comparison (checkpoints under `<out>/checkpoints/<flag>_<method>_seed<seed>`)."
+    return FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision, seed=seed,
+                     ckpt_dir=str(Path(cfg.out) / "checkpoints" / f"{flag}_{method}_seed{seed}"), progress=progress)
+
 def _method_rows(cfg: CompareConfig, d: MedData, flag: str, method: str, seed: int, precision: str) -> list[dict]:
     "Pretrain `method` with `seed` on `d`, then linear probe and kNN at every label fraction."
     backbone = method_backbone(method)
-    fcfg = FitConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, precision=cfg.precision, seed=seed,
-                     ckpt_dir=str(Path(cfg.out) / "checkpoints" / f"{flag}_{method}_seed{seed}"), progress=False)
+    fcfg = compare_fit_config(cfg, flag, method, seed)
     try:
         res = pretrain_method(method, d, backbone, encoder_kwargs(cfg), fcfg)
     except NotApplicableError as e:  # e.g. colourisation on a grey dataset: recorded as not applicable, not hidden (any other error fails the unit)

@@ -5,7 +5,7 @@
 # %% ../nbs/21_volumetric.ipynb #2fe37f4b
 from __future__ import annotations
 import json, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'VolumetricConfig', 'load_volumes', 'pretrain_3d', 'baseline_rows',
+__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows',
            'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'dice_scores',
            'SegmentationHead', 'train_segmentation', 'segment']
 
@@ -120,13 +120,17 @@ def load_volumes(cfg: VolumetricConfig) -> MedData:
     if cfg.synthetic: return synthetic_for(cfg.dataset, cfg.size, seed=7, n_train=cfg.synthetic_n, n_val=40, n_test=80)
     return load_dataset(cfg.dataset, size=cfg.size, root=cfg.root, download=cfg.download)
 
-def pretrain_3d(cfg: VolumetricConfig, method: str, d: MedData, seed: int) -> tuple[nn.Module, dict]:
-    "Pretrain `method` on the training volumes of `d`; returns the encoder and what the run cost and did."
+def fit_3d(cfg: VolumetricConfig, method: str, d: MedData, seed: int):
+    "Pretrain `method` on the training volumes of `d` with the study's budget (resumable from `<out>/checkpoints`); returns `fit`'s result."
     set_seed(seed); m = cfg.method(method, d.n_channels)
     fcfg = FitConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=cfg.lr, warmup_epochs=max(1.0, cfg.pretrain_epochs / 10),
                      precision=cfg.precision, seed=seed, ckpt_dir=str(Path(cfg.out) / "checkpoints" / f"{cfg.dataset}_{cfg.size}_{method}_seed{seed}"),
-                     ckpt_every=max(1, cfg.pretrain_epochs // 5), progress=False)
-    res = fit(m, d.train.x, fcfg); h = res.history
+                     ckpt_every=max(1, cfg.pretrain_epochs // 5), progress=cfg.progress)
+    return fit(m, d.train.x, fcfg)
+
+def pretrain_3d(cfg: VolumetricConfig, method: str, d: MedData, seed: int) -> tuple[nn.Module, dict]:
+    "Pretrain `method` on the training volumes of `d`; returns the encoder and what the run cost and did."
+    res = fit_3d(replace(cfg, progress=False), method, d, seed); h = res.history
     return res.method.encoder, {"pretrain_epochs": cfg.pretrain_epochs, "pretrain_seconds": round(sum(e["seconds"] for e in h), 1),
                                 "pretrain_volumes_per_s": round(float(np.median([e["images_per_s"] for e in h])), 1),
                                 "final_ssl_loss": h[-1]["loss"], "final_emb_std": h[-1]["emb_std"],

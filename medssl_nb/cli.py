@@ -142,8 +142,10 @@ def _parser() -> argparse.ArgumentParser:
         a = dt.add_parser(action); a.add_argument("flags", nargs=flags, help="MedMNIST flags (list: default every flag)")
         a.add_argument("--size", type=int, default=28, help="image side (default: %(default)s)"); a.add_argument("--root", default=None, help="folder searched first, and downloaded into")
     zo = sub.add_parser("zoo", help="The model zoo (results/zoo): list its entries and check their MD5s, or build some on this machine.")
-    zo.add_argument("action", choices=("list", "build")); zo.add_argument("names", nargs="*", help="entries to build (default: all)")
-    zo.add_argument("--dataset", default=None); zo.add_argument("--folder", default="results/zoo"); zo.add_argument("--root", default=None, help="MedMNIST folder")
+    for a, kw in (("action", dict(choices=("list", "build"))), ("names", dict(nargs="*", help="entries to build (default: all)")), ("--dataset", {}),
+                  ("--folder", dict(default="results/zoo")), ("--root", dict(help="MedMNIST folder"))): zo.add_argument(a, **kw)
+    tc = sub.add_parser("time-chapters", help="Run every chapter as pytest does and write each one's wall time, machine and commit to --out.")
+    tc.add_argument("--out", default="results/chapter_times.csv"); tc.add_argument("--slow", action="store_true", help="also run the cells flagged slow")
     rp = sub.add_parser("report", help="Print the blocks the docs render from results/ (all, or those named); --check fails when a rendered block in README.md or a notebook differs from the files.")
     rp.add_argument("names", nargs="*", help="blocks to print (default: every one)"); rp.add_argument("--check", action="store_true")
     rp.add_argument("--root", default=".", help="the repository (README.md, nbs/, results/; default: %(default)s)")
@@ -151,9 +153,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_tool(args) -> int:
     "`medssl site`, `readme`, `report`, `data`, `zoo` and `check-inputs`."
+    if args.command == "time-chapters":
+        from medssl_nb.site import time_chapters; return 0 if time_chapters("nbs", args.out, args.slow).passed.all() else 1
     if args.command == "zoo":
-        from medssl_nb.zoo import zoo_command
-        return zoo_command(args.action, args.names, args.dataset, args.folder, args.root)
+        from medssl_nb.zoo import zoo_command; return zoo_command(args.action, args.names, args.dataset, args.folder, args.root)
     if args.command == "data":
         from medssl_nb.data import data_status, fetch_medmnist
         if args.action == "fetch": fetch_medmnist(args.flags, args.size, args.root)

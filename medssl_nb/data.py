@@ -18,10 +18,10 @@ from .core import MedSSLError, gaussian_blur
 # %% auto #0
 __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'IMAGE_SUFFIXES', 'check_flag', 'DataNotFoundError',
            'CorruptDataError', 'data_roots', 'medmnist_filename', 'find_medmnist', 'expected_md5', 'file_md5',
-           'locate_medmnist', 'data_status', 'fetch_medmnist', 'Split', 'MedData', 'load_medmnist', 'apply_shift',
-           'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for', 'load_dataset',
-           'from_arrays', 'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset', 'with_channels',
-           'pool_unlabeled']
+           'locate_medmnist', 'data_status', 'fetch_medmnist', 'data_notice', 'Split', 'MedData', 'load_medmnist',
+           'apply_shift', 'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for',
+           'load_dataset', 'from_arrays', 'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset',
+           'with_channels', 'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -143,6 +143,19 @@ def fetch_medmnist(flags: Sequence[str], size: int = 28, root: str | Path | None
         raise (kinds.pop() if len(kinds) == 1 else MedSSLError)(f"{len(failed)} of {len(flags)} files could not be had:\n\n"
                                                                + "\n\n".join(f"{f}: {e}" for f, e in failed.items()))
     return paths
+
+# %% ../nbs/01_data.ipynb #fad1c7c1
+def data_notice(*flags: str, size: int = 28, root: str | Path | None = None):
+    "A chapter's first output: which of `flags` are on this machine (official MD5), and that the cells using a missing one run on phantoms instead."
+    from IPython.display import Markdown
+    rows = data_status(flags, size, root)
+    have, miss = [r["flag"] for r in rows if r["verified"]], [r["flag"] for r in rows if not r["verified"]]
+    text = f"**Data.** The official MedMNIST file{'s' if len(have) > 1 else ''} of {', '.join(have)} {'are' if len(have) > 1 else 'is'} on this machine: this chapter's real-data cells use {'them' if len(have) > 1 else 'it'}." if have else ""
+    if miss:
+        text += (f" **{', '.join(miss)} {'are' if len(miss) > 1 else 'is'} not on this machine**, so the cells that would use {'them' if len(miss) > 1 else 'it'} "
+                 f"run on flag-shaped phantoms (synthetic images, not patients), and their numbers say nothing about real images. "
+                 f"`medssl data fetch {' '.join(miss)}` downloads {'them' if len(miss) > 1 else 'it'}, or set `MEDSSL_DATA` to a folder that holds {'them' if len(miss) > 1 else 'it'}.")
+    return Markdown(text.strip())
 
 # %% ../nbs/01_data.ipynb #96c73972
 @dataclass

@@ -54,7 +54,7 @@ __all__ = ['RENDERERS', 'BLOCK', 'OUTPUT_DETECTORS', 'RESULT_SETS', 'renderer', 
            'label_efficiency_block', 'v2_resnet18_block', 'label_efficiency_findings_block', 'ood_block',
            'scaling_block', 'compute_block', 'imbalance_block', 'volumetric_block', 'representations_block',
            'quickstart_synthetic_block', 'benchmarks_block', 'robustness_block', 'results_index_block',
-           'rendered_blocks', 'notebook_texts', 'check', 'report_command']
+           'chapter_times_block', 'zoo_block', 'rendered_blocks', 'notebook_texts', 'check', 'report_command']
 
 # %% ../nbs/92_report.ipynb #9e1f0711
 def pm(mean: float, ci: float, n: int | None = None, digits: int = 3) -> str:
@@ -486,6 +486,33 @@ def results_index_block(res: Path) -> str:
         p = read_json(res, prov); r = read_csv(res, rows) if rows else None
         out.append(f"| `{files}` | `{cmd}` | {provenance_words(p, r)} | {machine(p)} |")
     return "\n".join(out)
+
+# %% ../nbs/92_report.ipynb #98b1d521
+@renderer("chapter_times")
+def chapter_times_block(res: Path) -> str:
+    "Each chapter's wall time as `pytest` runs it, from `medssl time-chapters`, with the machine, data and commit it ran on."
+    t = read_csv(res, "chapter_times.csv"); r = t.iloc[0]
+    hw = {"hardware": {"cpu": r.cpu, "cpu_count": int(r.cpu_count), "cpu_bf16": bool(r.cpu_bf16), "gpu": None if pd.isna(r.gpu) else r.gpu}}
+    over = t[t.seconds > 180]
+    rows = ["| chapter | seconds | passed |", "|---|---:|---|"] + [f"| `{c.chapter}` | {c.seconds:.0f} | {'yes' if c.passed else '**no**'} |" for c in t.itertuples()]
+    return (f"`medssl time-chapters` ({'with' if t.slow_cells.any() else 'without'} the `#| slow` cells, on {r.data}), on {machine(hw)}, "
+            f"{provenance_words({}, t)}: {len(t)} chapters in {t.seconds.sum() / 60:.1f} min, the longest `{t.loc[t.seconds.idxmax(), 'chapter']}` "
+            f"({t.seconds.max():.0f} s); " + (f"over 3 minutes: {', '.join(f'`{c}`' for c in over.chapter)}." if len(over) else "every chapter under 3 minutes.")
+            + "\n\n" + "\n".join(rows))
+
+@renderer("zoo")
+def zoo_block(res: Path) -> str:
+    "The model zoo's entries: architecture, size, where and how long each was built, commit and data MD5, from `results/zoo/manifest.json`."
+    man = read_json(res, "zoo/manifest.json")
+    rows = ["| entry | encoder | parameters | built on | seconds | commit | data MD5 |", "|---|---|---:|---|---:|---|---|"]
+    for k, r in sorted(man.items(), key=lambda kv: (kv[1]["dataset"], kv[0])):
+        hw = r.get("hardware", {})
+        rows.append(f"| `{k}` | {r['encoder']} ({r['backbone']}) | {r['n_params']:,} | {'GPU ' + str(hw['gpu']) if hw.get('gpu') else str(hw.get('cpu_count')) + ' CPU cores'} "
+                    f"| {r['build_seconds']:.0f} | {str(r.get('commit'))[:7]}{'' if r.get('dirty') is False else ' (code state unknown)' if r.get('dirty') is None else ' (dirty)'} "
+                    f"| {(r.get('data_md5') or 'n/a')[:8]} |")
+    files = sum(1 for r in man.values() if r.get("file"))
+    return (f"{len(man)} entries, {files} of them weight files (random-init encoders are rebuilt from their seed and checked against the MD5 of their weights); "
+            f"every one in fp32 with seed 0, at the budget of the study it belongs to.\n\n" + "\n".join(rows))
 
 # %% ../nbs/92_report.ipynb #72f39bdf
 def rendered_blocks(text: str) -> list[tuple[str, str]]:

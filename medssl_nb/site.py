@@ -10,9 +10,10 @@ import yaml
 from .core import MedSSLError, atomic_write_text
 
 # %% auto #0
-__all__ = ['SITE_CSS', 'site_pages', 'cell_directives', 'export_target', 'public_names', 'show_doc_markdown', 'prepare_notebook',
-           'page_title', 'render_page', 'build_site', 'headless_chromium', 'check_site', 'site_command', 'exported_api',
-           'api_reference', 'readme_from_index', 'write_readme']
+__all__ = ['SITE_CSS', 'NB_RUNNER', 'site_pages', 'cell_directives', 'export_target', 'public_names', 'show_doc_markdown',
+           'prepare_notebook', 'page_title', 'render_page', 'build_site', 'headless_chromium', 'check_site',
+           'site_command', 'exported_api', 'api_reference', 'readme_from_index', 'write_readme', 'run_chapter',
+           'time_chapters']
 
 # %% ../nbs/91_site.ipynb #1097b10a
 def site_pages(nbs: str | Path = "nbs") -> list[tuple[str, str]]:
@@ -330,3 +331,31 @@ def readme_from_index(index: str | Path = "nbs/index.ipynb") -> str:
 def write_readme(index: str | Path = "nbs/index.ipynb", dest: str | Path = "README.md") -> Path:
     "Write `dest` from `index` (`medssl readme`); the file is replaced whole, never left half-written."
     atomic_write_text(readme_from_index(index), Path(dest)); return Path(dest)
+
+# %% ../nbs/91_site.ipynb #44d1fda2
+NB_RUNNER = ("import sys; from pathlib import Path; from nbdev.test import test_nb; "
+             "ok, t = test_nb(Path(sys.argv[1]), skip_flags=sys.argv[2].split(), force_flags=sys.argv[3].split(), showerr=True); "
+             "print(f'{Path(sys.argv[1]).name}: {t:.1f} s'); sys.exit(0 if ok else 1)")
+
+def run_chapter(nb: str | Path, slow: bool = False, skip_flags: str = "slow", timeout: int = 3600):
+    "Execute one notebook as `pytest` does (a fresh interpreter, `#| slow` cells only when `slow`); returns the finished process."
+    import subprocess
+    return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, "slow" if slow else ""], capture_output=True, text=True, timeout=timeout)
+
+def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/chapter_times.csv", slow: bool = False, only=None):
+    "Run each sidebar chapter (or those in `only`) with `run_chapter` and record its wall time; the table is rewritten after every chapter."
+    import time, pandas as pd
+    from medssl_nb.core import hardware_info, git_commit
+    from medssl_nb.data import data_roots
+    nbs = Path(nbs); hw, code = hardware_info(), git_commit(nbs)
+    real = any((r / "breastmnist.npz").exists() for r in data_roots(None))
+    rows = []
+    for _, rel in site_pages(nbs):
+        if only and rel not in only and Path(rel).stem not in only: continue
+        t0 = time.perf_counter(); r = run_chapter(nbs / rel, slow); s = time.perf_counter() - t0
+        rows.append({"chapter": rel.removesuffix(".ipynb"), "seconds": round(s, 1), "passed": r.returncode == 0, "slow_cells": slow,
+                     "data": "MedMNIST files" if real else "phantoms (no MedMNIST files found)", "cpu": hw["cpu"], "cpu_count": hw["cpu_count"],
+                     "cpu_bf16": hw["cpu_bf16"], "gpu": hw["gpu"], "commit": code["commit"], "dirty": code["dirty"]})
+        print(f"{rows[-1]['chapter']:<28} {s:7.1f} s  {'ok' if r.returncode == 0 else 'FAILED'}", flush=True)
+        if out: atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out)
+    return pd.DataFrame(rows)

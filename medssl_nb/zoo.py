@@ -22,7 +22,7 @@ from .volumetric import VolumetricConfig, fit_3d
 __all__ = ['ZOO_2D', 'ZOO_3D', 'BASELINES', 'RANDOM_SEED', 'ZOO', 'MANIFEST', 'NAMES', 'ZooSpec', 'zoo_spec', 'make_encoder',
            'weights_md5', 'train_entry', 'read_manifest', 'build_entry', 'zoo_cache', 'zoo_folders', 'zoo_record',
            'load_pretrained', 'zoo_status', 'zoo_command', 'bootstrap_auc', 'zoo_data', 'zoo_scores', 'plot_zoo',
-           'auc_of', 'zoo_sentence']
+           'auc_of', 'paired_difference', 'zoo_sentence', 'show_zoo']
 
 # %% ../nbs/28_zoo.ipynb #b2127e16
 ZOO_2D = ("simclr", "mocov3", "byol", "dino", "barlowtwins", "vicreg", "mae")
@@ -205,6 +205,12 @@ def load_pretrained(name: str, dataset: str = "breastmnist", size: int = 28, fol
     return _load_verified(spec, rec, cache, device)
 
 # %% ../nbs/28_zoo.ipynb #0929970d
+def _where(f: Path, folder=None) -> str:
+    "A folder of `zoo_folders`, named by its role (no machine's absolute path in a chapter's output)."
+    if folder and f == Path(folder).expanduser(): return str(folder)
+    if os.environ.get("MEDSSL_ZOO") and f == Path(os.environ["MEDSSL_ZOO"]).expanduser(): return "$MEDSSL_ZOO"
+    return "local cache" if f == zoo_cache() else "results/zoo"
+
 def zoo_status(folder=None) -> pd.DataFrame:
     "One row per zoo entry: the folder that holds it, whether its MD5 checks out, and how it was built."
     rows = []
@@ -214,7 +220,7 @@ def zoo_status(folder=None) -> pd.DataFrame:
             rows.append({"entry": key, "where": "missing", "verified": False}); continue
         ok = file_md5(f / rec["file"]) == rec["file_md5"] if spec.has_file and (f / rec["file"]).exists() else (not spec.has_file)
         hw = rec.get("hardware", {})
-        rows.append({"entry": key, "where": str(f), "verified": ok, "MB": round((f / rec["file"]).stat().st_size / 1e6, 2) if spec.has_file and ok else 0.0,
+        rows.append({"entry": key, "where": _where(f, folder), "verified": ok, "MB": round((f / rec["file"]).stat().st_size / 1e6, 2) if spec.has_file and ok else 0.0,
                      "machine": f"GPU {hw['gpu']}" if hw.get("gpu") else f"{hw.get('cpu_count')} CPU threads", "build_s": rec.get("build_seconds"),
                      "commit": str(rec.get("commit"))[:7], "data_md5": (rec.get("data_md5") or "")[:8]})
     return pd.DataFrame(rows)
@@ -232,16 +238,26 @@ def zoo_command(action: str, names: list, dataset: str | None = None, folder: st
     return 0 if action == "build" or st.verified.all() else 1
 
 # %% ../nbs/28_zoo.ipynb #d984bf2f
-def bootstrap_auc(y: np.ndarray, scores: np.ndarray, task: str, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    "Test AUC and the 2.5 and 97.5 percentiles of its bootstrap over test images (a resample with one class only is drawn again)."
+def _rank_auc(pos: np.ndarray, s: np.ndarray) -> np.ndarray:
+    "Row-wise ROC AUC (Mann-Whitney, ties averaged) of scores `s` (B, n) for binary labels `pos` (B, n); NaN where a row has one class."
+    from scipy.stats import rankdata
+    r = rankdata(s, axis=1); n_pos = pos.sum(1); n_neg = pos.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((r * pos).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+def bootstrap_auc(y: np.ndarray, scores: np.ndarray, task: str, n_boot: int = 1000, seed: int = 0, samples: bool = False):
+    """Test AUC (MedMNIST's definition) and the 2.5 and 97.5 percentiles of its bootstrap over test images (vectorised; a class absent from a resample
+    is left out of its mean); with `samples`, also the `n_boot` resampled AUCs. The resamples depend only on `seed` and the number of test images, so two
+    encoders scored on one test set with one seed are resampled alike: their samples can be subtracted (a paired bootstrap)."""
     auc = medmnist_metrics(y, scores, task)["auc"]
-    rng, vals, yy = np.random.default_rng(seed), [], np.asarray(y).reshape(len(y), -1)
-    while len(vals) < n_boot:
-        i = rng.integers(0, len(y), len(y))
-        if len(np.unique(yy[i])) < 2: continue
-        vals.append(medmnist_metrics(yy[i].squeeze(-1) if yy.shape[1] == 1 else yy[i], scores[i], task)["auc"])
-    lo, hi = np.percentile(vals, [2.5, 97.5])
-    return float(auc), float(lo), float(hi)
+    y, s = np.asarray(y), np.asarray(scores, dtype=np.float64)
+    i = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    if task == "binary-class": cols = [((y.reshape(-1) == 1), s[:, -1] if s.ndim == 2 else s)]
+    elif task == "multi-label, binary-class": cols = [(y.reshape(len(y), -1)[:, j] == 1, s[:, j]) for j in range(s.shape[1])]
+    else: cols = [(y.reshape(-1) == c, s[:, c]) for c in range(s.shape[1])]
+    vals = np.nanmean(np.stack([_rank_auc(p[i].astype(float), sc[i]) for p, sc in cols]), axis=0)
+    lo, hi = np.nanpercentile(vals, [2.5, 97.5])
+    return (float(auc), float(lo), float(hi), vals) if samples else (float(auc), float(lo), float(hi))
 
 def zoo_data(dataset: str = "breastmnist", size: int = 28, root=None) -> MedData | None:
     "The real MedMNIST set the zoo was trained on, or None (with a note saying how to get it) when it is not on this machine."
@@ -261,7 +277,7 @@ def _frozen_test_scores(feats: dict, d: MedData, idx) -> dict:
 
 def zoo_scores(names, dataset: str = "breastmnist", d: MedData | None = None, fractions=(0.01, 0.1, 1.0), size: int = 28,
                folder=None, rebuild: bool = False, n_boot: int = 1000) -> pd.DataFrame:
-    "Linear-probe and kNN test AUC, with 95 % bootstrap intervals, of zoo encoders on `dataset` (or `d`) at each label fraction."
+    "Linear-probe and kNN test AUC, with 95 % bootstrap intervals (and the resampled AUCs in `boot`), of zoo encoders on `dataset` (or `d`) at each label fraction."
     d = d if d is not None else load_dataset(dataset, size=size, download=False)
     y, rows = d.test.y.numpy(), []
     for name in names:
@@ -271,8 +287,8 @@ def zoo_scores(names, dataset: str = "breastmnist", d: MedData | None = None, fr
             if name == "supervised" and frac < 1: continue          # it saw every label
             idx = label_subset(d.train.y, frac, seed=0, multilabel=d.task.startswith("multi-label"))
             for protocol, s in _frozen_test_scores(feats, d, idx).items():
-                auc, lo, hi = bootstrap_auc(y, s, d.task, n_boot)
-                rows.append({"encoder": name, "protocol": protocol, "fraction": frac, "n_labels": len(idx), "auc": auc, "lo": lo, "hi": hi})
+                auc, lo, hi, boot = bootstrap_auc(y, s, d.task, n_boot, samples=True)
+                rows.append({"encoder": name, "protocol": protocol, "fraction": frac, "n_labels": len(idx), "auc": auc, "lo": lo, "hi": hi, "boot": boot})
     return pd.DataFrame(rows)
 
 # %% ../nbs/28_zoo.ipynb #9e11ed17
@@ -303,11 +319,34 @@ def auc_of(scores: pd.DataFrame, encoder: str, protocol: str = "linear probe", f
     if len(r) != 1: raise MedSSLError(f"No single score for {encoder}, {protocol}, {fraction}.")
     return r.iloc[0]
 
+def paired_difference(scores: pd.DataFrame, name: str, baseline: str, protocol: str = "linear probe", fraction: float = 1.0) -> tuple[float, float, float]:
+    "AUC of `name` minus that of `baseline` on the same test set, with the 95 % interval of the paired bootstrap (the same resamples for both)."
+    a, b = auc_of(scores, name, protocol, fraction), auc_of(scores, baseline, protocol, fraction)
+    lo, hi = np.nanpercentile(a.boot - b.boot, [2.5, 97.5])
+    return float(a.auc - b.auc), float(lo), float(hi)
+
 def zoo_sentence(scores: pd.DataFrame, name: str, baseline: str = "random-init", protocol: str = "linear probe") -> str:
-    "What the scores say about `name` against `baseline` at each fraction: ahead, behind, or overlapping 95 % intervals."
+    "What the scores say about `name` against `baseline` at each fraction: the AUC difference and whether its paired 95 % interval excludes zero."
     parts = []
     for frac in sorted(scores[scores.encoder == name].fraction.unique()):
-        a, b = auc_of(scores, name, protocol, frac), auc_of(scores, baseline, protocol, frac)
-        verdict = "ahead" if a.lo > b.hi else "behind" if a.hi < b.lo else "within the overlap of the intervals"
-        parts.append(f"{a.n_labels} labels ({frac:.0%}): {a.auc:.3f} [{a.lo:.3f}, {a.hi:.3f}] against {b.auc:.3f} [{b.lo:.3f}, {b.hi:.3f}], {verdict}")
-    return f"{NAMES.get(name, name)} against {NAMES.get(baseline, baseline)}, {protocol}, test AUC with 95 % bootstrap intervals: " + "; ".join(parts) + "."
+        a = auc_of(scores, name, protocol, frac); diff, lo, hi = paired_difference(scores, name, baseline, protocol, frac)
+        verdict = "ahead" if lo > 0 else "behind" if hi < 0 else "not resolved by this test set"
+        parts.append(f"{a.n_labels} labels ({frac:.0%}): {a.auc:.3f}, difference {diff:+.3f} [{lo:+.3f}, {hi:+.3f}], {verdict}")
+    return (f"{NAMES.get(name, name)} against {NAMES.get(baseline, baseline)}, {protocol}: test AUC, and the difference with its 95 % paired "
+            "bootstrap interval: " + "; ".join(parts) + ".")
+
+# %% ../nbs/28_zoo.ipynb #18917be2
+def show_zoo(names, dataset: str = "breastmnist", baselines=("random-init", "supervised"), fractions=(0.01, 0.1, 1.0), rebuild: bool = False,
+             title: str | None = None) -> pd.DataFrame | None:
+    "What a method chapter shows of its zoo encoders: how each was built, its loss curve, and probe and kNN test AUC beside `baselines`; None (with a note) when the dataset is not on this machine."
+    folder = zoo_cache() if rebuild else None
+    d = zoo_data(dataset)
+    if d is None: return None
+    scores = zoo_scores(list(names) + list(baselines), dataset, d, fractions, rebuild=rebuild, folder=folder)
+    recs = {n: zoo_record(n, dataset, folder=folder)[0] for n in names}
+    for n, r in recs.items():
+        hw = r.get("hardware", {})
+        print(f"{NAMES.get(n, n)}: {len(r['history'])} epochs on {r['data']}, built in {r['build_seconds']:.0f} s on "
+              f"{'a GPU' if hw.get('gpu') else str(hw.get('cpu_count')) + ' CPU threads'} (commit {str(r.get('commit'))[:7]}); final loss {r['history'][-1]['loss']:.3f}")
+    plot_zoo(scores, {n: r["history"] for n, r in recs.items()}, title or f"{', '.join(NAMES.get(n, n) for n in names)} on {dataset} (test set)")
+    return scores

@@ -5,6 +5,26 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Two tiers. `pytest` runs the fast one: the unit tests, every notebook without its `#| slow` cells, the report check.
+# `pytest --slow` (or MEDSSL_SLOW=1) adds the slow one: the tests marked `slow` (the JupyterLab UI test, the kill-and-resume
+# and torchrun tests) and the notebooks' `#| slow` cells; `pytest --slow -m slow` runs the slow tier alone, as CI does after the fast one.
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the slow tier: tests marked slow and the notebooks' `#| slow` cells")
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: the slow tier (runs with --slow or MEDSSL_SLOW=1)")
+
+def slow_tier(config) -> bool:
+    return bool(config.getoption("--slow") or os.environ.get("MEDSSL_SLOW"))
+
+def pytest_collection_modifyitems(config, items):
+    if slow_tier(config): return
+    slow = [it for it in items if "slow" in it.keywords]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [it for it in items if "slow" not in it.keywords]
+
 def data_dir():
     "The folder with real MedMNIST files: $MEDSSL_DATA, else medmnist's own default folder when it holds any."
     d = os.environ.get("MEDSSL_DATA")

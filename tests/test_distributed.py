@@ -36,6 +36,7 @@ def test_single_rank_grads_differ_without_gathering():
     half = ddp_step.step(m, m, ddp_step.batch()[:ddp_step.B])
     assert abs(half["loss"] - ddp_step.one_process("simclr")["loss"]) > 1e-3
 
+@pytest.mark.slow
 def test_torchrun_pretrain_end_to_end(tmp_path):
     r = torchrun("-m", "medssl_nb.cli", "pretrain", "--synthetic", "--epochs", "2", "--batch-size", "16", "--width", "8", "--depth", "10",
                  "--fractions", "1.0", "--no-progress", "--out", tmp_path / "out")

@@ -35,6 +35,7 @@ def epoch_of(ckpt):
     try: return torch.load(ckpt, weights_only=False)["epoch"]
     except Exception: return 0
 
+@pytest.mark.slow
 @pytest.mark.parametrize("after_epoch", [0, 2, 4])
 def test_sigkill_during_training_then_resume_is_bit_identical(straight, tmp_path, after_epoch):
     "Kill at a random moment after `after_epoch` checkpoints (0: before the first one), then run the same command again."
@@ -53,6 +54,7 @@ def test_sigkill_during_training_then_resume_is_bit_identical(straight, tmp_path
     assert resumed["resumed_from"] == (e or None)   # from the last complete checkpoint; afresh when the kill came before the first
     same_run(straight, resumed)
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at_save", [1, 3])
 def test_sigkill_while_writing_a_checkpoint(straight, tmp_path, kill_at_save):
     "SIGKILL halfway through writing checkpoint n: last.pt stays checkpoint n-1 (or absent), and the resumed run ends where an uninterrupted one does."

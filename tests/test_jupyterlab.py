@@ -8,6 +8,7 @@ import os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.slow      # the slow tier: pytest --slow
 ROOT = Path(__file__).resolve().parents[1]
 # a foundation chapter, a method chapter and a study chapter (none with `#| slow` cells, which this run would include)
 CHAPTERS = ["02_views.ipynb", "methods/14_redundancy.ipynb", "22_imbalance.ipynb"]

@@ -133,8 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--nbs", default="nbs", help="the notebooks folder with sidebar.yml (default: %(default)s)")
     st.add_argument("--check", action="store_true", help="open every page in headless Chromium: loads, images drawn, internal links, no error cells")
     st.add_argument("--screenshots", nargs="+", default=None, metavar="PAGE", help="with --check: save <out>/screenshots/<page>.png for these pages (e.g. 05_fit.html)")
-    rd = sub.add_parser("readme", help="Write README.md from nbs/index.ipynb (what nbdev_readme does, without Quarto).")
-    rd.add_argument("--index", default="nbs/index.ipynb"); rd.add_argument("--out", default="README.md")
+    rd = sub.add_parser("readme", help="Write README.md from nbs/index.ipynb (what nbdev_readme does, without Quarto)."); rd.add_argument("--index", default="nbs/index.ipynb"); rd.add_argument("--out", default="README.md")
     ci = sub.add_parser("check-inputs", help="Feed the package the inputs users get wrong; count the cases handled with a clear error and no half-written output.")
     ci.add_argument("--out", default="results/robustness", help="folder for bad_inputs.csv and bad_inputs_summary.json (default: %(default)s)")
     dt = sub.add_parser("data", help="MedMNIST files: which flags are here and verified (list), or download and verify some (fetch).").add_subparsers(dest="action", required=True)
@@ -146,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
                   ("--folder", dict(default="results/zoo")), ("--root", dict(help="MedMNIST folder"))): zo.add_argument(a, **kw)
     tc = sub.add_parser("time-chapters", help="Run every chapter as pytest does and write each one's wall time, machine and commit to --out.")
     tc.add_argument("--out", default="results/chapter_times.csv"); tc.add_argument("--slow", action="store_true", help="also run the cells flagged slow")
+    tc.add_argument("--only", nargs="+", default=None, help="these chapters only (e.g. index 28_zoo); the other rows of --out are kept")
     rp = sub.add_parser("report", help="Print the blocks the docs render from results/ (all, or those named); --check fails when a rendered block in README.md or a notebook differs from the files.")
     rp.add_argument("names", nargs="*", help="blocks to print (default: every one)"); rp.add_argument("--check", action="store_true")
     rp.add_argument("--root", default=".", help="the repository (README.md, nbs/, results/; default: %(default)s)")
@@ -154,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run_tool(args) -> int:
     "`medssl site`, `readme`, `report`, `data`, `zoo` and `check-inputs`."
     if args.command == "time-chapters":
-        from medssl_nb.site import time_chapters; return 0 if time_chapters("nbs", args.out, args.slow).passed.all() else 1
+        from medssl_nb.site import time_chapters; return 0 if time_chapters("nbs", args.out, args.slow, args.only).passed.all() else 1
     if args.command == "zoo":
         from medssl_nb.zoo import zoo_command; return zoo_command(args.action, args.names, args.dataset, args.folder, args.root)
     if args.command == "data":

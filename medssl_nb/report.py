@@ -498,6 +498,7 @@ def chapter_times_block(res: Path) -> str:
     return (f"`medssl time-chapters` ({'with' if t.slow_cells.any() else 'without'} the `#| slow` cells, on {r.data}), on {machine(hw)}, "
             f"{provenance_words({}, t)}: {len(t)} chapters in {t.seconds.sum() / 60:.1f} min, the longest `{t.loc[t.seconds.idxmax(), 'chapter']}` "
             f"({t.seconds.max():.0f} s); " + (f"over 3 minutes: {', '.join(f'`{c}`' for c in over.chapter)}." if len(over) else "every chapter under 3 minutes.")
+            + ("" if t.passed.all() else f" **Failed: {', '.join(f'`{c}`' for c in t[~t.passed].chapter)}.**")
             + "\n\n" + "\n".join(rows))
 
 @renderer("zoo")

@@ -343,13 +343,18 @@ def run_chapter(nb: str | Path, slow: bool = False, skip_flags: str = "slow", ti
     return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, "slow" if slow else ""], capture_output=True, text=True, timeout=timeout)
 
 def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/chapter_times.csv", slow: bool = False, only=None):
-    "Run each sidebar chapter (or those in `only`) with `run_chapter` and record its wall time; the table is rewritten after every chapter."
+    "Run each sidebar chapter (or those in `only`, keeping the other rows of `out`) with `run_chapter` and record its wall time; the table is rewritten after every chapter."
     import time, pandas as pd
     from medssl_nb.core import hardware_info, git_commit
     from medssl_nb.data import data_roots
     nbs = Path(nbs); hw, code = hardware_info(), git_commit(nbs)
     real = any((r / "breastmnist.npz").exists() for r in data_roots(None))
+    order = [rel.removesuffix(".ipynb") for _, rel in site_pages(nbs)]
+    kept = pd.read_csv(out) if only and out and Path(out).exists() else pd.DataFrame()
     rows = []
+    def save():
+        t = pd.concat([kept[~kept.chapter.isin([r["chapter"] for r in rows])], pd.DataFrame(rows)]) if len(kept) else pd.DataFrame(rows)
+        atomic_write_text(t.sort_values("chapter", key=lambda c: c.map(order.index)).to_csv(index=False), out)
     for _, rel in site_pages(nbs):
         if only and rel not in only and Path(rel).stem not in only: continue
         t0 = time.perf_counter(); r = run_chapter(nbs / rel, slow); s = time.perf_counter() - t0
@@ -357,5 +362,5 @@ def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/cha
                      "data": "MedMNIST files" if real else "phantoms (no MedMNIST files found)", "cpu": hw["cpu"], "cpu_count": hw["cpu_count"],
                      "cpu_bf16": hw["cpu_bf16"], "gpu": hw["gpu"], "commit": code["commit"], "dirty": code["dirty"]})
         print(f"{rows[-1]['chapter']:<28} {s:7.1f} s  {'ok' if r.returncode == 0 else 'FAILED'}", flush=True)
-        if out: atomic_write_text(pd.DataFrame(rows).to_csv(index=False), out)
+        if out: save()
     return pd.DataFrame(rows)

@@ -337,8 +337,8 @@ NB_RUNNER = ("import sys; from pathlib import Path; from nbdev.test import test_
              "ok, t = test_nb(Path(sys.argv[1]), skip_flags=sys.argv[2].split(), force_flags=sys.argv[3].split(), showerr=True); "
              "print(f'{Path(sys.argv[1]).name}: {t:.1f} s'); sys.exit(0 if ok else 1)")
 
-def run_chapter(nb: str | Path, slow: bool = False, skip_flags: str = "slow", timeout: int = 3600):
-    "Execute one notebook as `pytest` does (a fresh interpreter, `#| slow` cells only when `slow`); returns the finished process."
+def run_chapter(nb: str | Path, slow: bool = False, skip_flags: str = "slow full", timeout: int = 3600):
+    "Execute one notebook as `pytest` does (a fresh interpreter; `#| slow` cells only when `slow`, `#| full` cells never); returns the finished process."
     import subprocess
     return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, "slow" if slow else ""], capture_output=True, text=True, timeout=timeout)
 

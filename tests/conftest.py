@@ -20,10 +20,10 @@ def slow_tier(config) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if slow_tier(config): return
-    slow = [it for it in items if "slow" in it.keywords]
+    slow = [it for it in items if it.get_closest_marker("slow")]
     if slow:
         config.hook.pytest_deselected(items=slow)
-        items[:] = [it for it in items if "slow" not in it.keywords]
+        items[:] = [it for it in items if not it.get_closest_marker("slow")]
 
 def data_dir():
     "The folder with real MedMNIST files: $MEDSSL_DATA, else medmnist's own default folder when it holds any."

@@ -337,10 +337,10 @@ NB_RUNNER = ("import sys; from pathlib import Path; from nbdev.test import test_
              "ok, t = test_nb(Path(sys.argv[1]), skip_flags=sys.argv[2].split(), force_flags=sys.argv[3].split(), showerr=True); "
              "print(f'{Path(sys.argv[1]).name}: {t:.1f} s'); sys.exit(0 if ok else 1)")
 
-def run_chapter(nb: str | Path, slow: bool = False, skip_flags: str = "slow full", timeout: int = 3600):
-    "Execute one notebook as `pytest` does (a fresh interpreter; `#| slow` cells only when `slow`, `#| full` cells never); returns the finished process."
+def run_chapter(nb: str | Path, force: str = "", skip_flags: str = "slow full", timeout: int = 3600, cwd=None):
+    "Execute one notebook as `pytest` does: a fresh interpreter, cells flagged with `skip_flags` skipped unless named in `force` (e.g. 'slow'); returns the finished process."
     import subprocess
-    return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, "slow" if slow else ""], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, force], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/chapter_times.csv", slow: bool = False, only=None):
     "Run each sidebar chapter (or those in `only`, keeping the other rows of `out`) with `run_chapter` and record its wall time; the table is rewritten after every chapter."
@@ -357,7 +357,7 @@ def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/cha
         atomic_write_text(t.sort_values("chapter", key=lambda c: c.map(order.index)).to_csv(index=False), out)
     for _, rel in site_pages(nbs):
         if only and rel not in only and Path(rel).stem not in only: continue
-        t0 = time.perf_counter(); r = run_chapter(nbs / rel, slow); s = time.perf_counter() - t0
+        t0 = time.perf_counter(); r = run_chapter(nbs / rel, "slow" if slow else ""); s = time.perf_counter() - t0
         rows.append({"chapter": rel.removesuffix(".ipynb"), "seconds": round(s, 1), "passed": r.returncode == 0, "slow_cells": slow,
                      "data": "MedMNIST files" if real else "phantoms (no MedMNIST files found)", "cpu": hw["cpu"], "cpu_count": hw["cpu_count"],
                      "cpu_bf16": hw["cpu_bf16"], "gpu": hw["gpu"], "commit": code["commit"], "dirty": code["dirty"]})

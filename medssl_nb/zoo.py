@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import MedSSLError, atomic_torch_save, atomic_write_text, set_seed, provenance
+from .core import MedSSLError, atomic_torch_save, atomic_write_text, set_seed, provenance, default_device
 from .data import FLAGS_3D, MedData, load_dataset, locate_medmnist, file_md5, label_subset
 from .evaluate import train_supervised, medmnist_metrics
 from .study import build_encoder, encoder_kwargs, method_backbone, pretrain_method, embed_splits
@@ -126,15 +126,13 @@ def build_entry(spec: ZooSpec, folder: str | Path, d: MedData | None = None, roo
     s = spec.settings(**overrides); recipe = {k: v for k, v in asdict(s).items() if k not in ("out", "root", "progress", "download")}
     rec = provenance(command=f"medssl zoo build {spec.name} --dataset {spec.dataset}", name=spec.name, dataset=spec.dataset, size=spec.size,
                      backbone=spec.backbone(), encoder=type(enc).__name__, n_params=sum(v.numel() for v in sd.values()), in_chans=d.n_channels,
-                     recipe=recipe, seed=0, precision="fp32", device=_device_of(),
+                     recipe=recipe, seed=0, precision="fp32", device=default_device().type,
                      data=d.name, data_source=d.source, data_md5=_data_md5(d, spec, root), build_seconds=round(time.perf_counter() - t0, 1),
                      history=[{k: e[k] for k in _HISTORY_KEYS if k in e} for e in hist],
                      file=file, file_md5=file_md5(folder / file) if file else None, weights_md5=weights_md5(sd))
     man = read_manifest(folder); man[spec.key] = rec
     atomic_write_text(json.dumps(man, indent=1, sort_keys=True, default=str) + "\n", folder / MANIFEST)
     return rec
-
-def _device_of() -> str: return "cuda" if torch.cuda.is_available() else "cpu"
 
 # %% ../nbs/28_zoo.ipynb #3b105899
 def zoo_cache() -> Path:

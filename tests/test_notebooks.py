@@ -5,11 +5,11 @@ tier (`pytest --slow`) runs each notebook that has such cells again with them (`
 Each notebook runs in a fresh interpreter, as nbdev_test runs them in worker processes, so one notebook's state (or a
 native crash, such as the oneDNN channels_last bug that `medssl_nb.core.channels_last_ok` now avoids) cannot leak into
 the next or take the whole pytest session down with it."""
-import json, os, re, subprocess, sys
+import json, os, re
 from pathlib import Path
 import pytest
 from nbdev.config import get_config
-from medssl_nb.site import NB_RUNNER as RUNNER     # the runner `medssl time-chapters` times
+from medssl_nb.site import run_chapter     # the runner `medssl time-chapters` times
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_"))
@@ -17,7 +17,7 @@ NBS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" 
 SLOW_NBS = [p for p in NBS if re.search(r"^#\|\s*slow\b", "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]), re.M)]
 
 def run_notebook(nb: Path, force: str = ""):
-    r = subprocess.run([sys.executable, "-c", RUNNER, str(nb), get_config().tst_flags, force], cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    r = run_chapter(nb, force, get_config().tst_flags, cwd=ROOT)
     assert r.returncode == 0, f"{nb.name} failed (exit code {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-8000:]}"
 
 @pytest.mark.parametrize("nb", NBS, ids=[str(p.relative_to(ROOT / "nbs")) for p in NBS])

@@ -15,7 +15,8 @@ import torch
 __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError', 'Settings', 'set_seed', 'default_device',
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
            'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_text', 'gaussian_blur', 'git_commit', 'hardware_info', 'provenance']
+           'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info',
+           'provenance']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -191,6 +192,11 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     "Write `text` to `path` atomically."
     with atomic_write(path, "w") as f: f.write(text)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #92a6dbc3
+def live_runs() -> bool:
+    "True when `MEDSSL_LIVE` is 1, true or yes: the chapters then run their longer experiments live instead of showing the recorded ones."
+    return os.environ.get("MEDSSL_LIVE", "").strip().lower() in ("1", "true", "yes")
 
 # %% ../nbs/00_core.ipynb #a60cfaf0
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, radius: int, pad_mode: str = "reflect") -> torch.Tensor:

@@ -338,9 +338,10 @@ NB_RUNNER = ("import sys; from pathlib import Path; from nbdev.test import test_
              "print(f'{Path(sys.argv[1]).name}: {t:.1f} s'); sys.exit(0 if ok else 1)")
 
 def run_chapter(nb: str | Path, force: str = "", skip_flags: str = "slow full", timeout: int = 3600, cwd=None):
-    "Execute one notebook as `pytest` does: a fresh interpreter, cells flagged with `skip_flags` skipped unless named in `force` (e.g. 'slow'); returns the finished process."
-    import subprocess
-    return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, force], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    "Execute one notebook as `pytest` does: a fresh interpreter, cells flagged with `skip_flags` skipped unless named in `force` (e.g. 'slow', which also sets `MEDSSL_LIVE=1` so that the chapter's `LIVE` experiments run); returns the finished process."
+    import subprocess, os
+    env = {**os.environ, "MEDSSL_LIVE": "1" if "slow" in force.split() else "0"}
+    return subprocess.run([sys.executable, "-c", NB_RUNNER, str(nb), skip_flags, force], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 def time_chapters(nbs: str | Path = "nbs", out: str | Path | None = "results/chapter_times.csv", slow: bool = False, only=None):
     "Run each sidebar chapter (or those in `only`, keeping the other rows of `out`) with `run_chapter` and record its wall time; the table is rewritten after every chapter."

@@ -1,6 +1,7 @@
 """Every notebook in nbs/, executed by nbdev's own test machinery (`nbdev.test.test_nb`, as `nbdev_test` does), one
 pytest test per notebook. In the fast tier, cells flagged with settings.ini's tst_flags (`#| slow`) are skipped; the slow
-tier (`pytest --slow`) runs each notebook that has such cells again with them (`test_notebook_with_slow_cells`).
+tier (`pytest --slow`) runs each notebook that has such cells, or a `LIVE = live_runs()` experiment, again with them and with
+`MEDSSL_LIVE=1` (`test_notebook_with_slow_cells`).
 
 Each notebook runs in a fresh interpreter, as nbdev_test runs them in worker processes, so one notebook's state (or a
 native crash, such as the oneDNN channels_last bug that `medssl_nb.core.channels_last_ok` now avoids) cannot leak into
@@ -14,7 +15,9 @@ from medssl_nb.site import run_chapter     # the runner `medssl time-chapters` t
 ROOT = Path(__file__).resolve().parents[1]
 NBS = sorted(p for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and not p.name.startswith("_"))
 
-SLOW_NBS = [p for p in NBS if re.search(r"^#\|\s*slow\b", "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"]), re.M)]
+def _source(p: Path) -> str: return "\n".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"])
+# the notebooks with a slow tier: `#| slow` cells, or a `LIVE = live_runs()` experiment (run_chapter sets MEDSSL_LIVE=1 with 'slow')
+SLOW_NBS = [p for p in NBS if re.search(r"^#\|\s*slow\b", _source(p), re.M) or "LIVE = live_runs()" in _source(p)]
 
 def run_notebook(nb: Path, force: str = ""):
     r = run_chapter(nb, force, get_config().tst_flags, cwd=ROOT)

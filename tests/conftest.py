@@ -18,7 +18,20 @@ def pytest_configure(config):
 def slow_tier(config) -> bool:
     return bool(config.getoption("--slow") or os.environ.get("MEDSSL_SLOW"))
 
+def _chapter_seconds() -> dict:
+    "Each chapter's measured fast-default time (results/chapter_times.csv, written by `medssl time-chapters`), to start the longest first."
+    import csv
+    f = ROOT / "results" / "chapter_times.csv"
+    if not f.exists(): return {}
+    return {r["chapter"] + ".ipynb": float(r["seconds"]) for r in csv.DictReader(f.open()) if r.get("slow_cells") == "False"}
+
 def pytest_collection_modifyitems(config, items):
+    # the notebooks first, longest first, so that parallel workers (`-n`) do not end waiting on one long chapter
+    secs = _chapter_seconds()
+    def key(it):
+        cs = getattr(it, "callspec", None); nb = cs.params.get("nb") if cs else None
+        return (0, -secs.get(str(nb).split("nbs/", 1)[-1], 60.0)) if nb is not None else (1, 0.0)
+    items.sort(key=key)
     if slow_tier(config): return
     slow = [it for it in items if it.get_closest_marker("slow")]
     if slow:
@@ -48,9 +61,14 @@ def no_data(tmp_path, monkeypatch):
     monkeypatch.setattr(medmnist.info, "DEFAULT_ROOT", str(empty))
     return tmp_path
 
+# Threads per test process: the cores shared among pytest-xdist's workers (`-n`), at most 2, so that two workers on two cores
+# do not each start two OpenMP threads that wait on each other. The notebooks a worker runs inherit it via OMP_NUM_THREADS.
+THREADS = max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+if "PYTEST_XDIST_WORKER" in os.environ: os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
 @pytest.fixture(autouse=True)
 def _threads():
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(THREADS)
 
 @pytest.fixture(scope="session")
 def chromium():

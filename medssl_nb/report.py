@@ -495,7 +495,7 @@ def chapter_times_block(res: Path) -> str:
     hw = {"hardware": {"cpu": r.cpu, "cpu_count": int(r.cpu_count), "cpu_bf16": bool(r.cpu_bf16), "gpu": None if pd.isna(r.gpu) else r.gpu}}
     over = t[t.seconds > 180]
     rows = ["| chapter | seconds | passed |", "|---|---:|---|"] + [f"| `{c.chapter}` | {c.seconds:.0f} | {'yes' if c.passed else '**no**'} |" for c in t.itertuples()]
-    return (f"`medssl time-chapters` ({'with' if t.slow_cells.any() else 'without'} the `#| slow` cells, on {r.data}), on {machine(hw)}, "
+    return (f"`medssl time-chapters` ({'with' if t.slow_cells.any() else 'without'} the `#| slow` cells and the `LIVE` experiments, on {r.data}), on {machine(hw)}, "
             f"{provenance_words({}, t)}: {len(t)} chapters in {t.seconds.sum() / 60:.1f} min, the longest `{t.loc[t.seconds.idxmax(), 'chapter']}` "
             f"({t.seconds.max():.0f} s); " + (f"over 3 minutes: {', '.join(f'`{c}`' for c in over.chapter)}." if len(over) else "every chapter under 3 minutes.")
             + ("" if t.passed.all() else f" **Failed: {', '.join(f'`{c}`' for c in t[~t.passed].chapter)}.**")

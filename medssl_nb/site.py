@@ -10,10 +10,10 @@ import yaml
 from .core import MedSSLError, atomic_write_text
 
 # %% auto #0
-__all__ = ['SITE_CSS', 'NB_RUNNER', 'site_pages', 'cell_directives', 'export_target', 'public_names', 'show_doc_markdown',
-           'prepare_notebook', 'page_title', 'render_page', 'build_site', 'headless_chromium', 'check_site',
-           'site_command', 'exported_api', 'api_reference', 'readme_from_index', 'write_readme', 'run_chapter',
-           'time_chapters']
+__all__ = ['MATH_SPAN', 'SITE_CSS', 'KATEX', 'NB_RUNNER', 'site_pages', 'cell_directives', 'export_target', 'public_names',
+           'show_doc_markdown', 'prepare_notebook', 'page_title', 'render_page', 'build_site', 'headless_chromium',
+           'check_site', 'site_command', 'exported_api', 'api_reference', 'readme_from_index', 'write_readme',
+           'run_chapter', 'time_chapters']
 
 # %% ../nbs/91_site.ipynb #1097b10a
 def site_pages(nbs: str | Path = "nbs") -> list[tuple[str, str]]:
@@ -74,13 +74,17 @@ def _drop_noise(o):
     import nbformat
     return nbformat.from_dict({**o, "text": t})
 
+MATH_SPAN = re.compile(r"\$\$.+?\$\$|(?<![\\$\w])\$(?=\S)[^$\n]+?(?<=\S)\$(?![\w$])", re.S)   # $$display$$ and $inline$ TeX, as the site renders it
+
 def prepare_notebook(nb, lib: str = "medssl_nb"):
     "A copy of notebook `nb` as the site shows it, and what it holds: `#| hide` cells and directive lines dropped, `#| echo: false` inputs tagged for removal, the `show_doc` of every public definition after its `#| export` cell."
     import copy, nbformat
     nb = copy.deepcopy(nb); module, cells = None, []
-    stats = {"code_cells": 0, "error_outputs": 0, "images": 0, "api_entries": 0}
+    stats = {"code_cells": 0, "error_outputs": 0, "images": 0, "api_entries": 0, "math": 0}
     for c in nb.cells:
-        if c.cell_type != "code": cells.append(c); continue
+        if c.cell_type != "code":
+            if c.cell_type == "markdown": stats["math"] += len(MATH_SPAN.findall(re.sub(r"```.*?```|`[^`\n]*`", "", c.source, flags=re.S)))
+            cells.append(c); continue
         d, src = cell_directives(c.source)
         if "default_exp" in d: module = f"{lib}.{d['default_exp']}"
         if "default_exp" in d or "hide" in d or d.get("include") == "false" or not src.strip(): continue
@@ -148,6 +152,15 @@ def _fix_links(body: str) -> str:
     body = re.sub(r'(<h[1-6] id=")([^"]+)"', lambda m: f'{m.group(1)}{m.group(2).lower()}"', body)
     return re.sub(r'href="#([^"]+)"', lambda m: f'href="#{m.group(1).lower()}"', body)
 
+KATEX = Path(importlib.import_module("medssl_nb").__file__).parent / "assets" / "katex"   # KaTeX from npm (MIT), shipped with the package
+
+def _katex_head(up: str) -> str:
+    "The <head> tags that load KaTeX from the site's own `katex/` folder and typeset `$...$` and `$$...$$` in the page's text (code is left alone)."
+    return (f'<link rel="stylesheet" href="{up}katex/katex.min.css"><script defer src="{up}katex/katex.min.js"></script>'
+            f'<script defer src="{up}katex/auto-render.min.js"></script>'
+            '<script>document.addEventListener("DOMContentLoaded", () => renderMathInElement(document.querySelector("main"), '
+            '{delimiters: [{left: "$$", right: "$$", display: true}, {left: "$", right: "$", display: false}], throwOnError: false}));</script>')
+
 def render_page(nb, rel: str, pages: list[tuple[str, str]], titles: dict, title: str = "medssl_nb") -> str:
     "One page of the site: the prepared notebook `nb` (at `rel` under nbs/) rendered by nbconvert, inside the sidebar layout."
     from nbconvert import HTMLExporter
@@ -160,7 +173,7 @@ def render_page(nb, rel: str, pages: list[tuple[str, str]], titles: dict, title:
     nxt = f'<a href="{_rel(rel, order[i + 1])}">{html.escape(titles[order[i + 1]])} →</a>' if i + 1 < len(order) else "<span></span>"
     up = "../" * (len(Path(rel).parts) - 1)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">'
-            f'<title>{html.escape(titles[rel])} – {html.escape(title)}</title><link rel="stylesheet" href="{up}site.css"></head>\n'
+            f'<title>{html.escape(titles[rel])} – {html.escape(title)}</title><link rel="stylesheet" href="{up}site.css">{_katex_head(up)}</head>\n'
             f'<body><div class="layout"><nav class="sidebar">{_sidebar(pages, titles, rel, title)}</nav>\n'
             f'<main>{_fix_links(body)}\n<nav class="pager">{prev}{nxt}</nav></main></div></body></html>\n')
 
@@ -184,6 +197,9 @@ def build_site(nbs: str | Path = "nbs", out: str | Path = "_site", title: str = 
     tmp = Path(tempfile.mkdtemp(prefix=".site-", dir=out.parent))
     try:
         (tmp / "site.css").write_text(SITE_CSS + _pygments_css())
+        if not (KATEX / "katex.min.js").exists():
+            raise MedSSLError(f"KaTeX is missing from {KATEX}, so equations could not render: reinstall the package (pip install -e .), which ships it.")
+        shutil.copytree(KATEX, tmp / "katex")
         for section, rel in tqdm(pages, desc="site pages", disable=not progress):
             nb, stats = prepared[rel]; dest = tmp / Path(rel).with_suffix(".html")
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -218,20 +234,25 @@ def headless_chromium():
         o.add_argument(a)
     return webdriver.Chrome(service=Service(driver), options=o)
 
-_PAGE_JS = """
+_PAGE_JS = r"""
 const imgs = [...document.images].map(i => ({src: i.src.slice(0, 60), complete: i.complete, w: i.naturalWidth, h: i.naturalHeight,
                                            shown: i.getBoundingClientRect().width}));
 const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
 const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
 const errors = document.querySelectorAll('.output_error').length
              + [...document.querySelectorAll('.output_area pre')].filter(p => p.textContent.includes('Traceback (most recent call last)')).length;
-return {title: document.title, ready: document.readyState, imgs, links, ids, errors, text: document.body.innerText.length};
+const main = (document.querySelector('main') || document.body).cloneNode(true);
+main.querySelectorAll('pre, code, script, style, .katex').forEach(e => e.remove());
+const raw = main.textContent.match(/\$\$[^$]+\$\$|\$[^\s$][^$]*?\$/g) || [];
+return {title: document.title, ready: document.readyState, imgs, links, ids, errors, text: document.body.innerText.length,
+        math: document.querySelectorAll('.katex').length, math_errors: document.querySelectorAll('.katex-error').length, raw_math: raw.slice(0, 5)};
 """
 
 def check_site(site: str | Path, screenshots: dict | None = None) -> "pd.DataFrame":
     """Open every page of a built site in headless Chromium. One row per page: it loaded (a title and text), its images
     (found, and drawn: loaded with non-zero natural and shown size), internal links (the file and the #anchor exist),
-    cells showing an error. `screenshots` maps page paths (as in site_report.json) to PNG files to write."""
+    cells showing an error, and the equations: TeX spans in its markdown, formulas KaTeX typeset, KaTeX errors, and TeX left raw
+    in the visible text (outside code). `screenshots` maps page paths (as in site_report.json) to PNG files to write."""
     import pandas as pd
     from urllib.parse import urlparse, unquote
     from selenium.webdriver.support.ui import WebDriverWait
@@ -261,7 +282,8 @@ def check_site(site: str | Path, screenshots: dict | None = None) -> "pd.DataFra
             rows.append({"page": p["page"], "loaded": f["ready"] == "complete" and bool(f["title"]) and f["text"] > 100,
                          "images": len(f["imgs"]), "images_drawn": len(drawn), "image_outputs": p["images"],
                          "internal_links": sum(urlparse(h).scheme == "file" for h in f["links"]), "broken_links": len(broken),
-                         "broken": broken[:5], "error_cells": f["errors"]})
+                         "broken": broken[:5], "error_cells": f["errors"], "math_spans": p.get("math", 0), "math_rendered": f["math"],
+                         "math_errors": f["math_errors"], "raw_math": len(f["raw_math"]), "raw_sample": f["raw_math"][:3]})
     finally:
         drv.quit()
     return pd.DataFrame(rows)
@@ -277,9 +299,11 @@ def site_command(out: str = "_site", nbs: str = "nbs", check: bool = False, scre
     shots = {p: Path(out) / "screenshots" / (p.replace("/", "_").removesuffix(".html") + ".png") for p in (screenshots or [])}
     if shots: (Path(out) / "screenshots").mkdir(exist_ok=True)
     df = check_site(out, screenshots=shots)
-    bad = df[~df.loaded | (df.broken_links > 0) | (df.error_cells > 0) | (df.images_drawn < df.images)]
-    print(df.drop(columns="broken").to_string(index=False))
-    for r in bad.itertuples(): print(f"problem on {r.page}: broken links {r.broken}, {r.error_cells} error cells, {r.images - r.images_drawn} images not drawn", file=sys.stderr)
+    math_bad = (df.raw_math > 0) | (df.math_errors > 0) | ((df.math_spans > 0) & (df.math_rendered == 0))
+    bad = df[~df.loaded | (df.broken_links > 0) | (df.error_cells > 0) | (df.images_drawn < df.images) | math_bad]
+    print(df.drop(columns=["broken", "raw_sample"]).to_string(index=False))
+    for r in bad.itertuples(): print(f"problem on {r.page}: broken links {r.broken}, {r.error_cells} error cells, {r.images - r.images_drawn} images not drawn, "
+                                     f"{r.math_errors} KaTeX errors, TeX left raw: {r.raw_sample}", file=sys.stderr)
     return 1 if len(bad) else 0
 
 # %% ../nbs/91_site.ipynb #14497d9f
@@ -316,7 +340,7 @@ def api_reference(nbs: str | Path = "nbs", lib: str = "medssl_nb"):
 
 # %% ../nbs/91_site.ipynb #bdbcf94b
 def readme_from_index(index: str | Path = "nbs/index.ipynb") -> str:
-    "README.md's text, generated from the front page notebook as `nbdev_readme` does (markdown cells as they are, code cells as Python blocks, the Markdown outputs of cells whose source is hidden, `#| echo: false`, in their place), without Quarto."
+    "README.md's text, generated from the front page notebook as `nbdev_readme` does (markdown cells as they are, code cells as Python blocks, the Markdown outputs of cells whose source is hidden, `#| echo: false`, in their place), without Quarto; links to notebooks, relative to `nbs/`, point into `nbs/` from the repository's root."
     nb = json.loads(Path(index).read_text()); parts = []
     for c in nb["cells"]:
         s = "".join(c["source"]).rstrip("\n")
@@ -326,7 +350,7 @@ def readme_from_index(index: str | Path = "nbs/index.ipynb") -> str:
             if d.get("echo") == "false" and "hide" not in d:
                 parts += ["".join(o["data"]["text/markdown"]).strip("\n") + "\n" for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
             elif "hide" not in d and d.get("include") != "false": parts.append(f"```python\n{src}\n```\n")
-    return "\n".join(parts)
+    return re.sub(r"\]\((?![a-z]+:|/|#)([^)\s]+\.ipynb(?:#[^)\s]*)?)\)", r"](nbs/\1)", "\n".join(parts))
 
 def write_readme(index: str | Path = "nbs/index.ipynb", dest: str | Path = "README.md") -> Path:
     "Write `dest` from `index` (`medssl readme`); the file is replaced whole, never left half-written."

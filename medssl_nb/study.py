@@ -192,7 +192,7 @@ def _frozen_scores(protocol: str, feats: dict, d: MedData, idx, knn_temperature:
     if protocol == "linear probe": return linear_probe(feats["train"][idx], ytr, feats["test"], d.task, feats["val"], d.val.y.numpy())[0]
     if protocol == "kNN k=11":      # MedMNIST+: majority vote of the 11 nearest (cosine) neighbours
         return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=11, weighting="uniform", multilabel=multilabel)
-    return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=200, weighting="exp",   # lightly / InstDisc
+    return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=200, weighting="exp",   # as lightly's benchmark kNN
                        temperature=knn_temperature, multilabel=multilabel)
 
 def evaluate_encoder(budget: StudyBudget, encoder: nn.Module, d: MedData, seed: int, precision: str, device, protocols: tuple,

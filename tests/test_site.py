@@ -3,6 +3,7 @@
 CI (.ci/run) installs Chromium and sets MEDSSL_REQUIRE_BROWSER=1, so there a missing browser fails the test instead of
 skipping it; on a machine without Chromium the browser test is skipped with the command that installs it."""
 from pathlib import Path
+import re
 import pytest, yaml
 from medssl_nb.site import build_site, check_site, site_pages
 
@@ -21,13 +22,13 @@ def test_site_has_every_page_in_sidebar_order(site):
     nbs = {p.relative_to(ROOT / "nbs").as_posix() for p in (ROOT / "nbs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts}
     assert set(order) == nbs, f"notebooks missing from nbs/sidebar.yml: {sorted(nbs - set(order))}"
     assert sum(p["api_entries"] for p in rep["pages"]) > 200                     # show_doc after the exported definitions
-    assert [s for s in dict.fromkeys(p["section"] for p in rep["pages"])] == ["Start here", "Foundations", "Pretext families", "3D", "Studies", "API reference"]
+    assert [s for s in dict.fromkeys(p["section"] for p in rep["pages"])] == ["Start here", "Part I: Foundations", "Part II: Pretext families", "Part III: 3D", "Part IV: Studies", "Appendix: Engineering"]
 
 def test_committed_notebooks_show_real_results(site):
     "The notebooks are committed executed: every study page shows figures, and no committed output is an error."
     _, rep = site
     assert sum(p["error_outputs"] for p in rep["pages"]) == 0, [p["notebook"] for p in rep["pages"] if p["error_outputs"]]
-    studies = [p for p in rep["pages"] if p["section"] in ("Studies", "3D")]
+    studies = [p for p in rep["pages"] if p["section"] in ("Part IV: Studies", "Part III: 3D")]
     assert studies and all(p["images"] > 0 for p in studies), [(p["notebook"], p["images"]) for p in studies]
 
 def test_every_page_in_a_browser(site, tmp_path, chromium):
@@ -41,6 +42,11 @@ def test_every_page_in_a_browser(site, tmp_path, chromium):
     assert (df.images >= df.image_outputs).all()                                   # every figure output reached the page
     assert (df.internal_links > 20).all()                                          # the sidebar is on every page
     assert all(f.stat().st_size > 20_000 for f in shots.values())
+    # equations: KaTeX typeset every page whose markdown has TeX, without errors, and no `$...$` is left raw outside code
+    assert (df.raw_math == 0).all(), df[df.raw_math > 0][["page", "raw_sample"]].to_string()
+    assert (df.math_errors == 0).all(), df[df.math_errors > 0][["page", "math_errors"]]
+    assert ((df.math_spans == 0) | (df.math_rendered > 0)).all() and df.math_rendered.sum() > 100, df[["page", "math_spans", "math_rendered"]]
+    assert df.set_index("page").loc["methods/11_contrastive.html", "math_rendered"] > 10
 
 def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
@@ -65,3 +71,18 @@ def test_quarto_config_is_nbdevs():
     assert all((ROOT / "nbs" / m).exists() for m in meta), meta
     nbdev_yml = yaml.safe_load((ROOT / "nbs" / "nbdev.yml").read_text())
     assert nbdev_yml["project"]["output-dir"] == "_docs" and nbdev_yml["website"]["repo-url"].endswith("medssl_nb")
+
+def test_index_lists_the_learning_path_in_sidebar_order():
+    "The landing page's learning path links every chapter of the sidebar, under its part, in the sidebar's order."
+    import json, re
+    text = "".join("".join(c["source"]) for c in json.loads((ROOT / "nbs" / "index.ipynb").read_text())["cells"] if c["cell_type"] == "markdown")
+    path = text.split("## The learning path", 1)[1].split("\n## ", 1)[0]
+    listed = [(sec, link) for sec, line in re.findall(r"^- \*\*(.+?):\*\* (.*)$", path, re.M) for link in re.findall(r"\]\(([^)]+)\.ipynb\)", line)]
+    want = [(s, p.removesuffix(".ipynb")) for s, p in site_pages(ROOT / "nbs") if p != "index.ipynb"]
+    assert listed == want, [x for x in want if x not in listed] or listed
+
+def test_readme_links_point_into_nbs():
+    from medssl_nb.site import readme_from_index
+    text = readme_from_index(ROOT / "nbs" / "index.ipynb")
+    links = re.findall(r"\]\(([^)\s]+\.ipynb)(?:#[^)]*)?\)", text)
+    assert links and all((ROOT / l).exists() for l in links), [l for l in links if not (ROOT / l).exists()]

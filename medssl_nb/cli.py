@@ -140,8 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     for action, flags in (("list", "*"), ("fetch", "+")):
         a = dt.add_parser(action); a.add_argument("flags", nargs=flags, help="MedMNIST flags (list: default every flag)")
         a.add_argument("--size", type=int, default=28, help="image side (default: %(default)s)"); a.add_argument("--root", default=None, help="folder searched first, and downloaded into")
-    zo = sub.add_parser("zoo", help="The model zoo (results/zoo): list its entries and check their MD5s, or build some on this machine.")
-    for a, kw in (("action", dict(choices=("list", "build"))), ("names", dict(nargs="*", help="entries to build (default: all)")), ("--dataset", {}),
+    zo = sub.add_parser("zoo", help="The model zoo (results/zoo): list its entries and check their MD5s, build some on this machine, or record their test scores.")
+    for a, kw in (("action", dict(choices=("list", "build", "score"))), ("names", dict(nargs="*", help="entries to build (default: all)")), ("--dataset", {}),
                   ("--folder", dict(default="results/zoo")), ("--root", dict(help="MedMNIST folder"))): zo.add_argument(a, **kw)
     tc = sub.add_parser("time-chapters", help="Run every chapter as pytest does and write each one's wall time, machine and commit to --out.")
     tc.add_argument("--out", default="results/chapter_times.csv"); tc.add_argument("--slow", action="store_true", help="also run the cells flagged slow")

@@ -16,7 +16,7 @@ __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError'
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
            'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
            'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info',
-           'provenance']
+           'provenance', 'Record', 'recording', 'save_record', 'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -252,3 +252,58 @@ def provenance(**extra) -> dict:
             "hardware": hardware_info(), "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     info.update(extra)
     return info
+
+# %% ../nbs/00_core.ipynb #5009eb04
+@dataclass
+class Record:
+    "A recorded experiment: named tables (DataFrames), named arrays (numpy), named values (numbers, strings, lists) and the provenance of its run."
+    tables: dict
+    arrays: dict
+    values: dict
+    provenance: dict | None = None
+    def about(self) -> str:
+        "One line on where the record's run was made: its time, machine, commit, seed and data (or that it ran here just now)."
+        t = self.values.get("seconds"); took = f" in {t:.0f} s" if isinstance(t, (int, float)) else ""
+        if not self.provenance: return f"Run here{took}, on this machine."
+        p = self.provenance; hw = p.get("hardware") or {}
+        data = ", ".join(f"{k} (synthetic)" if m == "synthetic" else f"{k} (file MD5 {m[:8]}…)" for k, m in (p.get("data_md5") or {}).items())
+        return (f"The recorded run{took} on {hw.get('torch_threads')} torch threads of a {hw.get('cpu_count')}-core {hw.get('cpu')} "
+                f"({'with' if hw.get('cpu_bf16') else 'without'} native bf16), commit {str(p.get('commit'))[:7]}"
+                f"{' (with uncommitted changes)' if p.get('dirty') else ''}, seed {p.get('seed')}" + (f"; data: {data}." if data else "."))
+
+def recording() -> bool:
+    "True when `MEDSSL_RECORD` is 1, true or yes (with `MEDSSL_LIVE`): a chapter then saves its live experiment with `save_record`."
+    return os.environ.get("MEDSSL_RECORD", "").strip().lower() in ("1", "true", "yes")
+
+def _check_record(rec: Record):
+    import pandas as pd
+    for kind, d in (("tables", rec.tables), ("arrays", rec.arrays), ("values", rec.values)):
+        bad = [k for k in d if not (isinstance(k, str) and k.isidentifier())]
+        if bad: raise MedSSLError(f"Record {kind} need names that are Python identifiers; got {bad}. Rename them.")
+    if bad := [k for k, v in rec.tables.items() if not isinstance(v, pd.DataFrame)]:
+        raise MedSSLError(f"Record tables must be pandas DataFrames; {bad} are not. Wrap them in pd.DataFrame(...).")
+    if bad := [k for k, v in rec.arrays.items() if not isinstance(v, (np.ndarray, np.generic))]:
+        raise MedSSLError(f"Record arrays must be numpy arrays; {bad} are not (for a tensor: t.detach().cpu().numpy()).")
+    try: json.dumps(rec.values, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise MedSSLError(f"Record values must be JSON numbers, strings, lists or dicts without NaN ({e}). Convert them (float(x), str(x)).") from None
+
+def save_record(folder: str | Path, rec: Record, **prov) -> Path:
+    "Write `rec` into `folder` (tables as CSV, arrays in `arrays.npz`, values and `provenance(**prov)` in `record.json`, written last); returns `folder`."
+    _check_record(rec); folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    for name, df in rec.tables.items(): atomic_write_text(df.to_csv(index=False), folder / f"{name}.csv")
+    with atomic_write(folder / "arrays.npz") as f: np.savez_compressed(f, **rec.arrays)
+    meta = {"tables": sorted(rec.tables), "arrays": sorted(rec.arrays), "values": rec.values, "provenance": provenance(**prov)}
+    atomic_write_text(json.dumps(meta, indent=1), folder / "record.json")
+    return folder
+
+def load_record(folder: str | Path) -> Record:
+    "The record that `save_record` wrote into `folder`."
+    import pandas as pd
+    folder = Path(folder)
+    if not (folder / "record.json").exists():
+        raise MedSSLError(f"No recorded experiment in {folder} (no record.json). Set LIVE = True in the chapter to run the experiment here, "
+                          "or record it by running the chapter with MEDSSL_LIVE=1 MEDSSL_RECORD=1.")
+    meta = json.loads((folder / "record.json").read_text())
+    with np.load(folder / "arrays.npz") as z: arrays = {k: z[k] for k in meta["arrays"]}
+    return Record({k: pd.read_csv(folder / f"{k}.csv") for k in meta["tables"]}, arrays, meta["values"], meta["provenance"])

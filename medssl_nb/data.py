@@ -20,8 +20,8 @@ __all__ = ['FLAGS_2D', 'FLAGS_3D', 'SIZES_2D', 'SIZES_3D', 'IMAGE_SUFFIXES', 'ch
            'CorruptDataError', 'data_roots', 'medmnist_filename', 'find_medmnist', 'expected_md5', 'file_md5',
            'locate_medmnist', 'data_status', 'fetch_medmnist', 'data_notice', 'Split', 'MedData', 'load_medmnist',
            'apply_shift', 'synthetic', 'phantom_segmentation', 'SyntheticFallbackWarning', 'synthetic_for',
-           'load_dataset', 'from_arrays', 'from_folder', 'label_subset', 'label_fraction', 'imbalance_subset',
-           'with_channels', 'pool_unlabeled']
+           'load_dataset', 'data_md5', 'from_arrays', 'from_folder', 'label_subset', 'label_fraction',
+           'imbalance_subset', 'with_channels', 'pool_unlabeled']
 
 # %% ../nbs/01_data.ipynb #38913ee5
 FLAGS_2D = [f for f, i in INFO.items() if not f.endswith("3d")]
@@ -367,6 +367,11 @@ def load_dataset(name: str, size: int = 28, root: str | Path | None = None, down
         print("\n" + "!" * 78 + f"\n!! {msg}\n" + "!" * 78 + "\n", file=sys.stderr)
         warnings.warn(msg, SyntheticFallbackWarning, stacklevel=2)
         return synthetic_for(key, size=size, seed=seed, **synthetic_kwargs)
+
+# %% ../nbs/01_data.ipynb #ed3c1cc2
+def data_md5(*datasets: MedData, root: str | Path | None = None) -> dict:
+    "For a run's provenance: each dataset's name with the MD5 of its MedMNIST file, or 'synthetic' for a stand-in."
+    return {d.name: (file_md5(locate_medmnist(d.name, d.size, root, download=False)) if d.source == "medmnist" else "synthetic") for d in datasets}
 
 # %% ../nbs/01_data.ipynb #8ce8a65b
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -11,18 +11,19 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from .core import MedSSLError, atomic_torch_save, atomic_write_text, set_seed, provenance, default_device
-from .data import FLAGS_3D, MedData, load_dataset, locate_medmnist, file_md5, label_subset
+from .core import MedSSLError, atomic_torch_save, atomic_write, atomic_write_text, set_seed, provenance, default_device
+from .data import FLAGS_3D, MedData, load_dataset, locate_medmnist, file_md5, label_subset, data_md5
 from .evaluate import train_supervised, medmnist_metrics
 from .study import build_encoder, encoder_kwargs, method_backbone, pretrain_method, embed_splits
 from .pretrain import CompareConfig, compare_fit_config
 from .volumetric import VolumetricConfig, fit_3d
 
 # %% auto #0
-__all__ = ['ZOO_2D', 'ZOO_3D', 'BASELINES', 'RANDOM_SEED', 'ZOO', 'MANIFEST', 'NAMES', 'ZooSpec', 'zoo_spec', 'make_encoder',
-           'weights_md5', 'train_entry', 'read_manifest', 'build_entry', 'zoo_cache', 'zoo_folders', 'zoo_record',
-           'load_pretrained', 'zoo_status', 'zoo_command', 'bootstrap_auc', 'zoo_data', 'zoo_scores', 'plot_zoo',
-           'auc_of', 'paired_difference', 'zoo_sentence', 'show_zoo']
+__all__ = ['ZOO_2D', 'ZOO_3D', 'BASELINES', 'RANDOM_SEED', 'ZOO', 'MANIFEST', 'SCORES', 'SCORE_FRACTIONS', 'NAMES', 'ZooSpec',
+           'zoo_spec', 'make_encoder', 'weights_md5', 'train_entry', 'read_manifest', 'build_entry', 'zoo_cache',
+           'zoo_folders', 'zoo_record', 'load_pretrained', 'zoo_status', 'zoo_command', 'bootstrap_auc', 'zoo_data',
+           'recorded_scores', 'record_scores', 'zoo_scores', 'plot_zoo', 'auc_of', 'paired_difference', 'zoo_sentence',
+           'show_zoo']
 
 # %% ../nbs/28_zoo.ipynb #b2127e16
 ZOO_2D = ("simclr", "mocov3", "byol", "dino", "barlowtwins", "vicreg", "mae")
@@ -224,7 +225,10 @@ def zoo_status(folder=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def zoo_command(action: str, names: list, dataset: str | None = None, folder: str = "results/zoo", root=None) -> int:
-    "`medssl zoo list` and `medssl zoo build [NAME ...] [--dataset FLAG]`."
+    "`medssl zoo list`, `medssl zoo build [NAME ...] [--dataset FLAG]` and `medssl zoo score` (records every entry's test scores)."
+    if action == "score":
+        tab = record_scores(folder, root)
+        print(tab.pivot_table(index=["dataset", "encoder"], columns=["protocol", "fraction"], values="auc", sort=False).round(3).to_string()); return 0
     if action == "build":
         specs = [s for s in ZOO.values() if (not names or s.name in names) and (dataset is None or s.dataset == dataset)]
         if not specs: raise MedSSLError(f"No zoo entry matches {names or 'all'} on {dataset}; `medssl zoo list` shows the entries.")
@@ -265,6 +269,53 @@ def zoo_data(dataset: str = "breastmnist", size: int = 28, root=None) -> MedData
               f"downloads it (or point MEDSSL_DATA at a folder that has it).")
         return None
 
+# %% ../nbs/28_zoo.ipynb #4dfd1e34
+SCORES = "scores.csv"
+SCORE_FRACTIONS = {2: (0.01, 0.1, 1.0), 3: (0.1, 1.0)}      # the label fractions the chapters show, by dimensionality
+
+def _entry_weights(name: str, dataset: str, size: int, folder=None) -> tuple[str | None, Path | None]:
+    "The recorded weights MD5 of an entry and its folder, when its file (if it has one) matches the manifest; (None, None) otherwise."
+    spec = zoo_spec(name, dataset, size)
+    try: rec, f = zoo_record(name, dataset, size, folder)
+    except MedSSLError: return None, None
+    if spec.has_file and not ((f / rec["file"]).exists() and file_md5(f / rec["file"]) == rec["file_md5"]): return None, None
+    return rec["weights_md5"], f
+
+def _score_key(r) -> str: return f"{r['encoder']}|{r['dataset']}|{r['size']}|{r['protocol']}|{r['fraction']}|{r['weights_md5']}|{r['data_md5']}|{r['n_boot']}"
+
+def recorded_scores(name: str, dataset: str, d: MedData, fractions, size: int = 28, n_boot: int = 1000, folder=None) -> pd.DataFrame | None:
+    """The scores `record_scores` wrote for this entry, if they were computed from the same weights (MD5), the same data file (MD5),
+    `n_boot` resamples and every fraction asked for; None otherwise (then `zoo_scores` computes them)."""
+    wmd5, f = _entry_weights(name, dataset, size, folder)
+    if wmd5 is None or d.source != "medmnist" or not (f / SCORES).exists() or not (f / "scores_boot.npz").exists(): return None
+    tab = pd.read_csv(f / SCORES)
+    sel = tab[(tab.encoder == name) & (tab.dataset == dataset) & (tab["size"] == size) & (tab.weights_md5 == wmd5)
+              & (tab.data_md5 == data_md5(d)[d.name]) & (tab.n_boot == n_boot) & tab.fraction.isin(fractions)]
+    if set(sel.fraction) != {fr for fr in fractions if not (name == "supervised" and fr < 1)}: return None
+    with np.load(f / "scores_boot.npz") as z: boot = dict(zip(z["key"], z["boot"]))
+    keys = [_score_key(r) for _, r in sel.iterrows()]
+    if any(k not in boot for k in keys): return None                    # the two files were not written by one call
+    out = sel[["encoder", "protocol", "fraction", "n_labels", "auc", "lo", "hi"]].reset_index(drop=True)
+    out["boot"] = [boot[k].astype(np.float64) for k in keys]
+    return out
+
+def record_scores(folder: str | Path = "results/zoo", root=None, n_boot: int = 1000) -> pd.DataFrame:
+    "Score every entry of `folder`'s manifest on its dataset's test set (`zoo_scores`) and write them to `scores.csv` and `scores_boot.npz` there."
+    folder = Path(folder); groups, tabs = {}, []
+    for r in read_manifest(folder).values(): groups.setdefault((r["dataset"], r["size"]), []).append(r["name"])
+    for (dataset, size), names in groups.items():
+        d = load_dataset(dataset, size=size, root=root, download=False)
+        sc = zoo_scores(names, dataset, d, SCORE_FRACTIONS[d.ndim], size, folder=folder, n_boot=n_boot, recorded=False)
+        wm = {n: _entry_weights(n, dataset, size, folder)[0] for n in names}
+        tabs.append(sc.assign(dataset=dataset, size=size, weights_md5=sc.encoder.map(wm), data_md5=data_md5(d, root=root)[d.name], n_boot=n_boot))
+    tab = pd.concat(tabs, ignore_index=True)
+    keys = np.array([_score_key(r) for _, r in tab.iterrows()])
+    with atomic_write(folder / "scores_boot.npz") as fh: np.savez_compressed(fh, key=keys, boot=np.stack(tab.pop("boot").to_list()).astype(np.float32))
+    atomic_write_text(json.dumps(provenance(command="medssl zoo score", n_boot=n_boot, fractions={str(k): v for k, v in SCORE_FRACTIONS.items()}), indent=1),
+                      folder / "scores_provenance.json")
+    atomic_write_text(tab.to_csv(index=False), folder / SCORES)
+    return tab
+
 # %% ../nbs/28_zoo.ipynb #026387af
 def _frozen_test_scores(feats: dict, d: MedData, idx) -> dict:
     "Test scores of the linear probe and the kNN on frozen features, trained on the labelled subset `idx`."
@@ -274,11 +325,14 @@ def _frozen_test_scores(feats: dict, d: MedData, idx) -> dict:
     return {"linear probe": lp, "kNN": knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=11, multilabel=d.task.startswith("multi-label"))}
 
 def zoo_scores(names, dataset: str = "breastmnist", d: MedData | None = None, fractions=(0.01, 0.1, 1.0), size: int = 28,
-               folder=None, rebuild: bool = False, n_boot: int = 1000) -> pd.DataFrame:
-    "Linear-probe and kNN test AUC, with 95 % bootstrap intervals (and the resampled AUCs in `boot`), of zoo encoders on `dataset` (or `d`) at each label fraction."
+               folder=None, rebuild: bool = False, n_boot: int = 1000, recorded: bool = True) -> pd.DataFrame:
+    """Linear-probe and kNN test AUC, with 95 % bootstrap intervals (and the resampled AUCs in `boot`), of zoo encoders on `dataset` (or `d`) at each
+    label fraction; an entry's scores recorded from the same weights and data (`recorded_scores`) are read instead of recomputed unless `recorded=False`."""
     d = d if d is not None else load_dataset(dataset, size=size, download=False)
     y, rows = d.test.y.numpy(), []
     for name in names:
+        if recorded and not rebuild and (rec := recorded_scores(name, dataset, d, fractions, size, n_boot, folder)) is not None:
+            rows += rec.to_dict("records"); continue
         enc = load_pretrained(name, dataset, size, folder, rebuild=rebuild)
         feats = embed_splits(enc, d, precision="fp32")
         for frac in fractions:

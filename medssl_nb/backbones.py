@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small', 'require_vit']
+__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small', 'cls_attention', 'require_vit']
 
 # %% ../nbs/03_backbones.ipynb #a7c530a8
 class _Fp32Norm:
@@ -247,6 +247,23 @@ def suggest_patch(img_size: int, target_side: float = 7.5) -> int:
     return min(divs, key=lambda p: (abs(img_size / p - target_side), p))
 
 def vit_small(in_chans=1, img_size=28, ndim=2, **kw): return ViT(in_chans, img_size, suggest_patch(img_size), ndim=ndim, **kw)
+
+# %% ../nbs/03_backbones.ipynb #5075ab6a
+def cls_attention(vit: ViT, x: torch.Tensor) -> torch.Tensor:
+    "Attention weights of the [CLS] token to each patch token in the last block, per head: (B, heads, N), each row summing to at most 1 (the rest is on [CLS] itself)."
+    if getattr(vit, "cls_token", None) is None:
+        raise MedSSLError("cls_attention needs a ViT with a [CLS] token: build it with pool='cls'.")
+    vit.check_input(x); seen = {}
+    hook = vit.blocks[-1].norm1.register_forward_hook(lambda m, i, o: seen.__setitem__("h", o))
+    try:
+        with torch.no_grad(): vit.forward_features(x)
+    finally: hook.remove()
+    attn, h = vit.blocks[-1].attn, seen["h"].float()
+    B, N, D = h.shape; d = D // attn.heads
+    with torch.no_grad():
+        q, k, _ = F.linear(h, attn.qkv.weight.float(), attn.qkv.bias.float()).view(B, N, 3, attn.heads, d).permute(2, 0, 3, 1, 4)
+        w = torch.softmax(q[:, :, :1] @ k.transpose(-2, -1) / math.sqrt(d), -1)  # (B, heads, 1, N): [CLS] is query 0
+    return w[:, :, 0, 1:]
 
 # %% ../nbs/methods/16_selfpred.ipynb #aa7e093c
 def require_vit(encoder: nn.Module, method: str) -> nn.Module:

@@ -16,7 +16,7 @@ __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError'
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
            'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
            'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info',
-           'provenance', 'Record', 'recording', 'save_record', 'load_record']
+           'provenance', 'Record', 'recording', 'save_record', 'live_or_recorded', 'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -296,6 +296,13 @@ def save_record(folder: str | Path, rec: Record, **prov) -> Path:
     meta = {"tables": sorted(rec.tables), "arrays": sorted(rec.arrays), "values": rec.values, "provenance": provenance(**prov)}
     atomic_write_text(json.dumps(meta, indent=1), folder / "record.json")
     return folder
+
+def live_or_recorded(folder: str | Path, run, live: bool, **prov) -> Record:
+    "`run()` when `live` (then saved into `folder` with `save_record(..., **prov)` if `recording()`); otherwise the record in `folder`."
+    if not live: return load_record(folder)
+    rec = run()
+    if recording(): save_record(folder, rec, **prov)
+    return rec
 
 def load_record(folder: str | Path) -> Record:
     "The record that `save_record` wrote into `folder`."

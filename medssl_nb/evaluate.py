@@ -21,7 +21,7 @@ from .data import Split
 # %% auto #0
 __all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'embed', 'linear_probe',
            'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci',
-           'fmt_ci', 'paired_diff']
+           'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -265,3 +265,31 @@ def paired_diff(a, b, level: float = 0.95) -> dict:
     elif len(d) >= 2: out["p_t"] = 1.0 if d[0] == 0 else 0.0
     if len(d) >= 2 and np.any(d != 0): out["p_wilcoxon"] = float(stats.wilcoxon(d).pvalue)
     return out
+
+# %% ../nbs/06_evaluate.ipynb #44fff122
+def _rank_auc(pos: np.ndarray, s: np.ndarray) -> np.ndarray:
+    "Row-wise ROC AUC (Mann-Whitney, ties averaged) of scores `s` (B, n) for binary labels `pos` (B, n); NaN where a row has one class."
+    from scipy.stats import rankdata
+    r = rankdata(s, axis=1); n_pos = pos.sum(1); n_neg = pos.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((r * pos).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+def bootstrap_auc(y: np.ndarray, scores: np.ndarray, task: str, n_boot: int = 1000, seed: int = 0, samples: bool = False):
+    """Test AUC (MedMNIST's definition) and the 2.5 and 97.5 percentiles of its bootstrap over test images (vectorised; a class absent from a resample
+    is left out of its mean); with `samples`, also the `n_boot` resampled AUCs. The resamples depend only on `seed` and the number of test images, so two
+    encoders scored on one test set with one seed are resampled alike: their samples can be subtracted (a paired bootstrap)."""
+    auc = medmnist_metrics(y, scores, task)["auc"]
+    y, s = np.asarray(y), np.asarray(scores, dtype=np.float64)
+    i = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
+    if task == "binary-class": cols = [((y.reshape(-1) == 1), s[:, -1] if s.ndim == 2 else s)]
+    elif task == "multi-label, binary-class": cols = [(y.reshape(len(y), -1)[:, j] == 1, s[:, j]) for j in range(s.shape[1])]
+    else: cols = [(y.reshape(-1) == c, s[:, c]) for c in range(s.shape[1])]
+    vals = np.nanmean(np.stack([_rank_auc(p[i].astype(float), sc[i]) for p, sc in cols]), axis=0)
+    lo, hi = np.nanpercentile(vals, [2.5, 97.5])
+    return (float(auc), float(lo), float(hi), vals) if samples else (float(auc), float(lo), float(hi))
+
+def frozen_test_scores(feats: dict, d, idx) -> dict:
+    "Test scores of the linear probe and the kNN (k=11) on frozen features `feats` ({'train', 'val', 'test'} arrays of the dataset `d`), trained on the labelled subset `idx`."
+    ytr = d.train.y.numpy()[idx]
+    lp, _ = linear_probe(feats["train"][idx], ytr, feats["test"], d.task, feats["val"], d.val.y.numpy())
+    return {"linear probe": lp, "kNN": knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=11, multilabel=d.task.startswith("multi-label"))}

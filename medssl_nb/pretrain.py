@@ -5,7 +5,7 @@
 # %% ../nbs/07_pretrain.ipynb #20b12857
 from __future__ import annotations
 import json, math, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -16,13 +16,13 @@ from .methods import METHODS
 from .methods.base import collapse_floor
 from .fit import FitConfig
 from .distributed import is_main, dist_info
-from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, fmt_ci
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, fmt_ci, bootstrap_auc, frozen_test_scores
 from .study import (StudyConfig, EncoderSettings, DataSettings, build_encoder, encoder_kwargs, method_backbone, embed_splits, score_features, RunLog,
                              run_units, save_figure, published, check_fractions, load_for, pretrain_method)
 
 # %% auto #0
 __all__ = ['PretrainConfig', 'probe_rows', 'run_pretrain', 'CompareConfig', 'compare_fit_config', 'run_compare',
-           'summarize_compare', 'format_compare', 'plot_compare', 'write_compare']
+           'summarize_compare', 'format_compare', 'plot_compare', 'write_compare', 'sweep', 'plot_sweep']
 
 # %% ../nbs/07_pretrain.ipynb #104472e9
 @dataclass
@@ -266,3 +266,48 @@ def write_compare(df, summary, prov, out: Path):
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "compare_provenance.json")
     atomic_write_text(format_compare(summary, prov) + "\n", out / "compare_table.md")
     save_figure(plot_compare(summary), out / "compare.png", dpi=120)
+
+# %% ../nbs/07_pretrain.ipynb #6cfec547
+def sweep(method: str, d: MedData, variants: dict, fcfg: FitConfig, enc_kwargs: dict | None = None, fractions=(0.1, 1.0), seed: int = 0,
+          n_boot: int = 1000) -> pd.DataFrame:
+    """Pretrain `method` on `d` once per variant (name -> {'method': the method's kwargs, 'fit': FitConfig fields}), everything else fixed, and
+    score each encoder: linear probe and kNN test AUC with 95 % bootstrap intervals at each label fraction, the last epoch's loss and spread, the time."""
+    if not variants: raise MedSSLError("sweep needs at least one variant, e.g. {'tau 0.5': {'method': {'temperature': 0.5}}}.")
+    fit_fields = {f.name for f in fields(FitConfig)}
+    for name, v in variants.items():
+        if not isinstance(v, dict) or set(v) - {"method", "fit"}:
+            raise MedSSLError(f"Variant {name!r} must be a dict with the keys 'method' and/or 'fit', got {v!r}.")
+        if bad := set(v.get("fit", {})) - fit_fields: raise MedSSLError(f"Variant {name!r} sets {sorted(bad)}, which FitConfig does not have.")
+    check_fractions(fractions)
+    enc_kwargs = encoder_kwargs(EncoderSettings()) | (enc_kwargs or {})
+    rows, y = [], d.test.y.numpy()
+    for name, v in variants.items():
+        res = pretrain_method(method, d, method_backbone(method), enc_kwargs, replace(fcfg, seed=seed, **v.get("fit", {})), v.get("method"))
+        feats, last = embed_splits(res.method.encoder, d, precision="fp32"), res.history[-1]
+        for frac in fractions:
+            idx = label_subset(d.train.y, frac, seed=seed, multilabel=d.task.startswith("multi-label"))
+            for protocol, s in frozen_test_scores(feats, d, idx).items():
+                auc, lo, hi = bootstrap_auc(y, s, d.task, n_boot)
+                rows.append({"variant": name, "method": method, "protocol": protocol, "fraction": frac, "n_labels": len(idx), "auc": auc, "lo": lo, "hi": hi,
+                             "final_loss": last["loss"], "emb_std": last["emb_std"], "epochs": len(res.history), "pretrain_s": res.wall_time})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/07_pretrain.ipynb #ccfdfc67
+def plot_sweep(df: pd.DataFrame, title: str = "", xlabel: str = "variant", baseline: pd.DataFrame | None = None):
+    "Test AUC of each variant of a `sweep` (95 % bootstrap bars), one panel per protocol, one line per label fraction; `baseline` (rows of the same columns) drawn as dashed levels."
+    import matplotlib.pyplot as plt
+    protos = list(dict.fromkeys(df.protocol)); variants = list(dict.fromkeys(df.variant))
+    fig, axs = plt.subplots(1, len(protos), figsize=(4.6 * len(protos), 3.2), squeeze=False, sharey=True)
+    for ax, proto in zip(axs[0], protos):
+        for i, (frac, g) in enumerate(df[df.protocol == proto].groupby("fraction", sort=True)):
+            g = g.set_index("variant").loc[variants]; x = np.arange(len(variants)) + (i - 0.5) * 0.12
+            ax.errorbar(x, g.auc, yerr=[g.auc - g.lo, g.hi - g.auc], marker="o", capsize=3, label=f"{frac:.0%} labels", color=f"C{i}")
+            if baseline is not None:
+                b = baseline[(baseline.protocol == proto) & np.isclose(baseline.fraction, frac)]
+                if len(b): ax.axhline(b.auc.iloc[0], ls="--", color=f"C{i}", lw=1, label=f"{b.variant.iloc[0]}, {frac:.0%}")
+        ax.set_xticks(range(len(variants)), variants, rotation=30 if max(map(len, variants)) > 6 else 0, ha="right" if max(map(len, variants)) > 6 else "center")
+        ax.set(title=proto, xlabel=xlabel); ax.grid(alpha=0.3)
+    axs[0, 0].set_ylabel("test AUC (95 % bootstrap)"); axs[0, -1].legend(fontsize=7)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

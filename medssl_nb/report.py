@@ -49,12 +49,13 @@ def show(name: str, results=None):
     return Markdown(render(name, results))
 
 # %% auto #0
-__all__ = ['RENDERERS', 'BLOCK', 'OUTPUT_DETECTORS', 'RESULT_SETS', 'renderer', 'results_dir', 'read_csv', 'read_json', 'render',
-           'show', 'pm', 'signed', 'machine', 'provenance_words', 'quickstart_block', 'compare_block',
-           'label_efficiency_block', 'v2_resnet18_block', 'label_efficiency_findings_block', 'ood_block',
-           'scaling_block', 'compute_block', 'imbalance_block', 'volumetric_block', 'representations_block',
-           'quickstart_synthetic_block', 'benchmarks_block', 'robustness_block', 'results_index_block',
-           'chapter_times_block', 'zoo_block', 'rendered_blocks', 'notebook_texts', 'check', 'report_command']
+__all__ = ['RENDERERS', 'BLOCK', 'OUTPUT_DETECTORS', 'RESULT_SETS', 'HEADLINES', 'renderer', 'results_dir', 'read_csv',
+           'read_json', 'render', 'show', 'pm', 'signed', 'machine', 'provenance_words', 'quickstart_block',
+           'compare_block', 'label_efficiency_block', 'v2_resnet18_block', 'label_efficiency_findings_block',
+           'ood_block', 'scaling_block', 'compute_block', 'imbalance_block', 'volumetric_block',
+           'representations_block', 'quickstart_synthetic_block', 'benchmarks_block', 'robustness_block',
+           'results_index_block', 'chapter_times_block', 'zoo_block', 'shows_sentence', 'headlines_block',
+           'rendered_blocks', 'notebook_texts', 'check', 'report_command']
 
 # %% ../nbs/92_report.ipynb #9e1f0711
 def pm(mean: float, ci: float, n: int | None = None, digits: int = 3) -> str:
@@ -283,7 +284,7 @@ def scaling_block(res: Path) -> str:
            "Exponents k are least-squares slopes in log-log space with their 95 % t-interval.", "",
            "| method | dataset | axis | fixed at | k [95 % interval] | R² |", "|---|---|---|---|---|---|"]
     out += [f"| {r.method} | {r.dataset_flag} | {r.axis} | {r.fixed} | {r.k:.3f} [{r.k_lo:.3f}, {r.k_hi:.3f}] | {r.r2:.2f} |" for r in h.itertuples()]
-    out += ["", f"What it shows: {len(excl(h))} of the {len(h)} headline AUC exponents above exclude zero; over every fit of the grid, "
+    out += ["", f"What it shows: {len(excl(h))} of the {len(h)} AUC exponents in the headline table exclude zero; over every fit of the grid, "
             f"{len(excl(auc_all))} of {len(auc_all)} AUC exponents and {len(excl(err_all))} of {len(err_all)} error-form (1 − AUC) exponents exclude zero. "
             f"At {c['pretrain_steps']} steps per run, far from convergence, that is a statement about this budget, not a refutation of scaling laws."]
     return "\n".join(out)
@@ -494,7 +495,9 @@ def chapter_times_block(res: Path) -> str:
     t = read_csv(res, "chapter_times.csv"); r = t.iloc[0]
     hw = {"hardware": {"cpu": r.cpu, "cpu_count": int(r.cpu_count), "cpu_bf16": bool(r.cpu_bf16), "gpu": None if pd.isna(r.gpu) else r.gpu}}
     over = t[t.seconds > 180]
-    rows = ["| chapter | seconds | passed |", "|---|---:|---|"] + [f"| `{c.chapter}` | {c.seconds:.0f} | {'yes' if c.passed else '**no**'} |" for c in t.itertuples()]
+    cells = [f"`{c.chapter}` | {c.seconds:.0f}{'' if c.passed else ' **failed**'}" for c in t.itertuples()]
+    per = 3; cells += [" | "] * (-len(cells) % per)                   # three chapters a row, to keep the table short
+    rows = ["| chapter | s " * per + "|", "|---|---:" * per + "|"] + ["| " + " | ".join(cells[i:i + per]) + " |" for i in range(0, len(cells), per)]
     return (f"`medssl time-chapters` ({'with' if t.slow_cells.any() else 'without'} the `#| slow` cells and the `LIVE` experiments, on {r.data}), on {machine(hw)}, "
             f"{provenance_words({}, t)}: {len(t)} chapters in {t.seconds.sum() / 60:.1f} min, the longest `{t.loc[t.seconds.idxmax(), 'chapter']}` "
             f"({t.seconds.max():.0f} s); " + (f"over 3 minutes: {', '.join(f'`{c}`' for c in over.chapter)}." if len(over) else "every chapter under 3 minutes.")
@@ -514,6 +517,48 @@ def zoo_block(res: Path) -> str:
     files = sum(1 for r in man.values() if r.get("file"))
     return (f"{len(man)} entries, {files} of them weight files (random-init encoders are rebuilt from their seed and checked against the MD5 of their weights); "
             f"every one in fp32 with seed 0, at the budget of the study it belongs to.\n\n" + "\n".join(rows))
+
+# %% ../nbs/92_report.ipynb #18af15c0
+HEADLINES = (("Does SimCLR beat supervised training with few labels?", "quickstart", "09_quickstart", 0), ("Which pretext family?", "compare", "07_pretrain", 0), ("Does SSL save labels?", "label_efficiency", "20_label_efficiency", 0),
+             ("Does SSL help the rare class?", "imbalance", "22_imbalance", None), ("Can a model tell what it has not seen?", "ood", "23_ood", 0),
+             ("Does quality follow a power law in data and model size?", "scaling", "24_scaling", 0),
+             ("What does each method cost?", "compute", "25_compute", None), ("Is the package fast?", "benchmarks", "25_compute", None),
+             ("What did the encoders learn?", "representations", "26_representations", 0),
+             ("Does 3D self-supervision help on a CPU budget?", "volumetric", "21_volumetric", 1))
+
+def shows_sentence(text: str, i: int = 0) -> str:
+    "Sentence `i` of a block's 'What it shows:' paragraph (sentences end at a full stop followed by a capital)."
+    m = re.search(r"What it shows: (.+?)(?:\n\n|\Z)", text, re.S)
+    if not m: raise MedSSLError("This block has no 'What it shows:' paragraph to take a headline from.")
+    s = re.split(r"(?<=\.)\s+(?=[A-Z])", m.group(1).strip())[i]
+    return s[0].upper() + s[1:]
+
+def _imbalance_headline(res: Path) -> str:
+    claims = re.findall(r"^- \*\*(.+) \(([^()]+)\)\*\*: (.+?): (\d+ of \d+) cells", RENDERERS["imbalance"](res), re.M)
+    if not claims: raise MedSSLError("The imbalance block lists no published claims to take a headline from.")
+    return "; ".join(f"{c[0].upper() + c[1:]} ({who}): {verdict} ({n} cells)" for c, who, verdict, n in claims) + "."
+
+def _compute_headline(res: Path) -> str:
+    t = read_csv(res, "compute/compute_throughput.csv"); t = t[t.status == "ok"].sort_values("images_per_s")
+    fr = read_csv(res, "compute/compute_frontier.csv"); last = fr[fr.epochs == fr.epochs.max()].sort_values("auc")
+    return (f"Training speed spans {t.images_per_s.iloc[-1] / t.images_per_s.iloc[0]:.0f}× across {len(t)} methods on one backbone "
+            f"({t.method.iloc[-1]} {t.images_per_s.iloc[-1]:.0f} images/s, {t.method.iloc[0]} {t.images_per_s.iloc[0]:.0f}); after the same "
+            f"{int(last.epochs.iloc[0])} epochs the linear-probe AUC ranges from {last.auc.iloc[0]:.3f} ({last.method.iloc[0]}) to {last.auc.iloc[-1]:.3f} ({last.method.iloc[-1]}).")
+
+def _benchmarks_headline(res: Path) -> str:
+    b = read_csv(res, "benchmarks.csv"); m = b[(b.impl == "medssl_nb") & b.setting.str.startswith("package defaults")]
+    return (f"Training steps against lightly's on the same CPU: " + ", ".join(f"{r.method} {r.ratio_to_lightly:.2f}×" for r in m.itertuples())
+            + " (images/s, this package over lightly; one machine, one timing each).")
+
+@renderer("headlines")
+def headlines_block(res: Path) -> str:
+    "One line per study: its question and its first finding, each rendered by the study's own block, and the chapter that shows it."
+    own = {"imbalance": _imbalance_headline, "compute": _compute_headline, "benchmarks": _benchmarks_headline}
+    rows = ["| question | what the package measured | chapter |", "|---|---|---|"]
+    for q, name, chapter, i in HEADLINES:
+        line = own[name](res) if name in own else shows_sentence(RENDERERS[name](res), i)
+        rows.append(f"| {q} | {line.replace('|', '/')} | `{chapter}` |")
+    return "\n".join(rows)
 
 # %% ../nbs/92_report.ipynb #72f39bdf
 def rendered_blocks(text: str) -> list[tuple[str, str]]:

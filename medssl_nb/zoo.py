@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from .core import MedSSLError, atomic_torch_save, atomic_write, atomic_write_text, set_seed, provenance, default_device
 from .data import FLAGS_3D, MedData, load_dataset, locate_medmnist, file_md5, label_subset, data_md5
-from .evaluate import train_supervised, medmnist_metrics
+from .evaluate import train_supervised, medmnist_metrics, bootstrap_auc, frozen_test_scores
 from .study import build_encoder, encoder_kwargs, method_backbone, pretrain_method, embed_splits
 from .pretrain import CompareConfig, compare_fit_config
 from .volumetric import VolumetricConfig, fit_3d
@@ -21,9 +21,8 @@ from .volumetric import VolumetricConfig, fit_3d
 # %% auto #0
 __all__ = ['ZOO_2D', 'ZOO_3D', 'BASELINES', 'RANDOM_SEED', 'ZOO', 'MANIFEST', 'SCORES', 'SCORE_FRACTIONS', 'NAMES', 'ZooSpec',
            'zoo_spec', 'make_encoder', 'weights_md5', 'train_entry', 'read_manifest', 'build_entry', 'zoo_cache',
-           'zoo_folders', 'zoo_record', 'load_pretrained', 'zoo_status', 'zoo_command', 'bootstrap_auc', 'zoo_data',
-           'recorded_scores', 'record_scores', 'zoo_scores', 'plot_zoo', 'auc_of', 'paired_difference', 'zoo_sentence',
-           'show_zoo']
+           'zoo_folders', 'zoo_record', 'load_pretrained', 'zoo_status', 'zoo_command', 'zoo_data', 'recorded_scores',
+           'record_scores', 'zoo_scores', 'plot_zoo', 'auc_of', 'paired_difference', 'zoo_sentence', 'show_zoo']
 
 # %% ../nbs/28_zoo.ipynb #b2127e16
 ZOO_2D = ("simclr", "mocov3", "byol", "dino", "barlowtwins", "vicreg", "mae")
@@ -240,27 +239,6 @@ def zoo_command(action: str, names: list, dataset: str | None = None, folder: st
     return 0 if action == "build" or st.verified.all() else 1
 
 # %% ../nbs/28_zoo.ipynb #d984bf2f
-def _rank_auc(pos: np.ndarray, s: np.ndarray) -> np.ndarray:
-    "Row-wise ROC AUC (Mann-Whitney, ties averaged) of scores `s` (B, n) for binary labels `pos` (B, n); NaN where a row has one class."
-    from scipy.stats import rankdata
-    r = rankdata(s, axis=1); n_pos = pos.sum(1); n_neg = pos.shape[1] - n_pos
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return ((r * pos).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-
-def bootstrap_auc(y: np.ndarray, scores: np.ndarray, task: str, n_boot: int = 1000, seed: int = 0, samples: bool = False):
-    """Test AUC (MedMNIST's definition) and the 2.5 and 97.5 percentiles of its bootstrap over test images (vectorised; a class absent from a resample
-    is left out of its mean); with `samples`, also the `n_boot` resampled AUCs. The resamples depend only on `seed` and the number of test images, so two
-    encoders scored on one test set with one seed are resampled alike: their samples can be subtracted (a paired bootstrap)."""
-    auc = medmnist_metrics(y, scores, task)["auc"]
-    y, s = np.asarray(y), np.asarray(scores, dtype=np.float64)
-    i = np.random.default_rng(seed).integers(0, len(y), (n_boot, len(y)))
-    if task == "binary-class": cols = [((y.reshape(-1) == 1), s[:, -1] if s.ndim == 2 else s)]
-    elif task == "multi-label, binary-class": cols = [(y.reshape(len(y), -1)[:, j] == 1, s[:, j]) for j in range(s.shape[1])]
-    else: cols = [(y.reshape(-1) == c, s[:, c]) for c in range(s.shape[1])]
-    vals = np.nanmean(np.stack([_rank_auc(p[i].astype(float), sc[i]) for p, sc in cols]), axis=0)
-    lo, hi = np.nanpercentile(vals, [2.5, 97.5])
-    return (float(auc), float(lo), float(hi), vals) if samples else (float(auc), float(lo), float(hi))
-
 def zoo_data(dataset: str = "breastmnist", size: int = 28, root=None) -> MedData | None:
     "The real MedMNIST set the zoo was trained on, or None (with a note saying how to get it) when it is not on this machine."
     try: return load_dataset(dataset, size=size, root=root, download=False)
@@ -317,13 +295,6 @@ def record_scores(folder: str | Path = "results/zoo", root=None, n_boot: int = 1
     return tab
 
 # %% ../nbs/28_zoo.ipynb #026387af
-def _frozen_test_scores(feats: dict, d: MedData, idx) -> dict:
-    "Test scores of the linear probe and the kNN on frozen features, trained on the labelled subset `idx`."
-    from medssl_nb.evaluate import linear_probe, knn_predict
-    ytr = d.train.y.numpy()[idx]
-    lp, _ = linear_probe(feats["train"][idx], ytr, feats["test"], d.task, feats["val"], d.val.y.numpy())
-    return {"linear probe": lp, "kNN": knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=11, multilabel=d.task.startswith("multi-label"))}
-
 def zoo_scores(names, dataset: str = "breastmnist", d: MedData | None = None, fractions=(0.01, 0.1, 1.0), size: int = 28,
                folder=None, rebuild: bool = False, n_boot: int = 1000, recorded: bool = True) -> pd.DataFrame:
     """Linear-probe and kNN test AUC, with 95 % bootstrap intervals (and the resampled AUCs in `boot`), of zoo encoders on `dataset` (or `d`) at each
@@ -338,7 +309,7 @@ def zoo_scores(names, dataset: str = "breastmnist", d: MedData | None = None, fr
         for frac in fractions:
             if name == "supervised" and frac < 1: continue          # it saw every label
             idx = label_subset(d.train.y, frac, seed=0, multilabel=d.task.startswith("multi-label"))
-            for protocol, s in _frozen_test_scores(feats, d, idx).items():
+            for protocol, s in frozen_test_scores(feats, d, idx).items():
                 auc, lo, hi, boot = bootstrap_auc(y, s, d.task, n_boot, samples=True)
                 rows.append({"encoder": name, "protocol": protocol, "fraction": frac, "n_labels": len(idx), "auc": auc, "lo": lo, "hi": hi, "boot": boot})
     return pd.DataFrame(rows)

@@ -12,10 +12,16 @@ def test_every_rendered_block_agrees_with_the_results_files():
     problems = check(ROOT)
     assert problems == [], "\n".join(problems)
 
-def test_readme_shows_a_block_of_every_study():
-    text = (ROOT / "README.md").read_text()
+def test_every_study_is_reported_in_a_chapter_and_headlined_in_the_readme():
+    "Each study's full block is in a chapter; the README (under 120 lines) carries the headline table, one row per study, and the chapter times."
+    from medssl_nb.report import HEADLINES
+    texts = {p.relative_to(ROOT / "nbs").as_posix(): p.read_text() for p in (ROOT / "nbs").rglob("*.ipynb") if p.name != "index.ipynb"}
     for name in ("quickstart", "compare", "label_efficiency", "ood", "scaling", "compute", "imbalance", "volumetric", "representations", "benchmarks", "robustness"):
-        assert f"<!-- report:{name} -->" in text, name
+        assert any(f"<!-- report:{name} -->" in t for t in texts.values()), name
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 120 and "<!-- report:headlines -->" in readme and "<!-- report:chapter_times -->" in readme
+    for _, name, chapter, _ in HEADLINES:
+        assert any(k.endswith(f"{chapter}.ipynb") and f"<!-- report:{name} -->" in t for k, t in texts.items()), (name, chapter)
 
 def test_check_fails_when_one_value_in_one_results_file_changes(tmp_path):
     shutil.copytree(ROOT / "results", tmp_path / "results"); shutil.copytree(ROOT / "nbs", tmp_path / "nbs")

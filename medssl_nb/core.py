@@ -196,9 +196,11 @@ def atomic_write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 # %% ../nbs/00_core.ipynb #92a6dbc3
-def live_runs() -> bool:
-    "True when `MEDSSL_LIVE` is 1, true or yes: the chapters then run their longer experiments live instead of showing the recorded ones."
-    return os.environ.get("MEDSSL_LIVE", "").strip().lower() in ("1", "true", "yes")
+def live_runs(long: bool = False) -> bool:
+    """Whether the chapters run their recorded experiments live: `MEDSSL_LIVE` = 1, true or yes runs the shorter ones (minutes),
+    `all` also the long ones (`long=True`: tens of minutes on a CPU)."""
+    v = os.environ.get("MEDSSL_LIVE", "").strip().lower()
+    return v == "all" if long else v in ("1", "true", "yes", "all")
 
 # %% ../nbs/00_core.ipynb #a60cfaf0
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor | float, radius: int, pad_mode: str = "reflect") -> torch.Tensor:
@@ -293,7 +295,8 @@ def save_record(folder: str | Path, rec: Record, **prov) -> Path:
     _check_record(rec); folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     for name, df in rec.tables.items(): atomic_write_text(df.to_csv(index=False), folder / f"{name}.csv")
     with atomic_write(folder / "arrays.npz") as f: np.savez_compressed(f, **rec.arrays)
-    meta = {"tables": sorted(rec.tables), "arrays": sorted(rec.arrays), "values": rec.values, "provenance": provenance(**prov)}
+    meta = {"tables": sorted(rec.tables), "arrays": sorted(rec.arrays), "values": rec.values, "provenance": provenance(**prov),
+            "text_columns": {k: [c for c in df.columns if df[c].dtype == object] for k, df in rec.tables.items()}}
     atomic_write_text(json.dumps(meta, indent=1), folder / "record.json")
     return folder
 
@@ -310,7 +313,8 @@ def load_record(folder: str | Path) -> Record:
     folder = Path(folder)
     if not (folder / "record.json").exists():
         raise MedSSLError(f"No recorded experiment in {folder} (no record.json). Set LIVE = True in the chapter to run the experiment here, "
-                          "or record it by running the chapter with MEDSSL_LIVE=1 MEDSSL_RECORD=1.")
+                          "or record it by running the chapter with MEDSSL_LIVE=all MEDSSL_RECORD=1.")
     meta = json.loads((folder / "record.json").read_text())
     with np.load(folder / "arrays.npz") as z: arrays = {k: z[k] for k in meta["arrays"]}
-    return Record({k: pd.read_csv(folder / f"{k}.csv") for k in meta["tables"]}, arrays, meta["values"], meta["provenance"])
+    text = meta.get("text_columns", {})            # read back as text, even where a value looks like a number ("5", "0.1")
+    return Record({k: pd.read_csv(folder / f"{k}.csv", dtype={c: str for c in text.get(k, [])}) for k in meta["tables"]}, arrays, meta["values"], meta["provenance"])

@@ -296,7 +296,7 @@ def sweep(method: str, d: MedData, variants: dict, fcfg: FitConfig, enc_kwargs: 
 def plot_sweep(df: pd.DataFrame, title: str = "", xlabel: str = "variant", baseline: pd.DataFrame | None = None):
     "Test AUC of each variant of a `sweep` (95 % bootstrap bars), one panel per protocol, one line per label fraction; `baseline` (rows of the same columns) drawn as dashed levels."
     import matplotlib.pyplot as plt
-    protos = list(dict.fromkeys(df.protocol)); variants = list(dict.fromkeys(df.variant))
+    df = df.assign(variant=df.variant.astype(str)); protos = list(dict.fromkeys(df.protocol)); variants = list(dict.fromkeys(df.variant))
     fig, axs = plt.subplots(1, len(protos), figsize=(4.6 * len(protos), 3.2), squeeze=False, sharey=True)
     for ax, proto in zip(axs[0], protos):
         for i, (frac, g) in enumerate(df[df.protocol == proto].groupby("fraction", sort=True)):

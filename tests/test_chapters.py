@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATED = ["01_data", "02_views", "03_backbones", "04_losses", "05_fit", "06_evaluate", "methods/11_contrastive", "methods/12_innate", "methods/13_distillation", "methods/14_redundancy", "methods/15_generative",
              "methods/16_selfpred", "methods/17_volumetric", "20_label_efficiency", "21_volumetric", "26_representations",
-             "methods/09_heads", "methods/10_interface", "22_imbalance", "23_ood", "24_scaling", "25_compute"]
+             "methods/09_heads", "methods/10_interface", "22_imbalance", "23_ood", "24_scaling", "25_compute", "methods/18_hybrid"]
 
 def _cells(name):
     return [(c["cell_type"], "".join(c["source"]), c.get("metadata", {})) for c in json.loads((ROOT / "nbs" / f"{name}.ipynb").read_text())["cells"]]

@@ -58,7 +58,10 @@ def test_workflows_are_nbdevs():
     wf = {p.name: yaml.safe_load(p.read_text()) for p in (ROOT / ".github" / "workflows").glob("*.yaml")}
     ci = (ROOT / ".ci" / "run").read_text()
     run = [s.get("run", "") for s in wf["test.yaml"]["jobs"]["test"]["steps"]]
-    assert "pytest" in run and any('pip install -e ".[dev]"' in r for r in run) and 'pip install -e ".[dev]" && pytest' in ci   # the public CI runs .ci/run's test command
+    assert "pytest" in run and any('pip install -e ".[dev]"' in r for r in run)                  # the public CI runs README's two commands, as .ci/run does
+    readme = (ROOT / "README.md").read_text()
+    assert '```sh\npip install -e ".[dev]"\npytest\n```' in readme
+    assert '\npip install -e ".[dev]" || fast=$?\n' in ci and "then pytest || fast=$?; fi" in ci
     assert wf["deploy.yaml"]["jobs"]["deploy"]["steps"] == [{"uses": "fastai/workflows/quarto-ghp@master"}]
     assert any("medssl site" in s.get("run", "") and "--check" in s.get("run", "") for s in wf["site.yaml"]["jobs"]["site"]["steps"])
 

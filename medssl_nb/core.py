@@ -98,9 +98,10 @@ def backbone_key(module: torch.nn.Module, shape: tuple) -> str:
 
 def _fwd_bwd(module: torch.nn.Module, x: torch.Tensor, bf16: bool) -> tuple[float, list]:
     module.zero_grad(set_to_none=True); t = time.perf_counter()
-    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
-        out = module(x)
-    out.float().square().mean().backward()
+    with torch.enable_grad():                                              # a training step, even when called under no_grad
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = module(x)
+        out.float().square().mean().backward()
     return time.perf_counter() - t, [p.grad.clone() for p in module.parameters() if p.grad is not None]
 
 def bf16_probe(module: torch.nn.Module, example: torch.Tensor, repeats: int = 3, use_cache: bool = True) -> dict:

@@ -19,9 +19,9 @@ from .views import prepare
 from .data import Split
 
 # %% auto #0
-__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'embed', 'linear_probe',
-           'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci',
-           'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
+__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'inference_precision', 'embed',
+           'linear_probe', 'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised',
+           'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -71,12 +71,18 @@ def check_features(where: str, **feats) -> None:
             raise MedSSLError(f"{where}: {name} holds {int((~np.isfinite(a)).sum())} NaN or inf values. The encoder diverged or its input "
                               "was not clean: check the pretraining history for a NaN loss and the images for NaN/inf.")
 
+def inference_precision(precision: str, device, module: nn.Module, example: torch.Tensor) -> str:
+    "The precision of a frozen forward pass: `'auto'` is fp32 on a CPU (so features, and the AUCs computed from them, do not depend on whether the CPU has native bf16) and as `resolve_precision` decides elsewhere; `'bf16'` and `'fp32'` as asked."
+    dev = torch.device(device)
+    if precision == "auto" and dev.type == "cpu": return "fp32"
+    return resolve_precision(precision, dev, module, example)
+
 @torch.no_grad()
 def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 512, precision: str = "auto", device=None) -> np.ndarray:
     "Frozen features (N, D) of uint8 images `x` from `encoder`, as float32 NumPy."
     device = torch.device(device) if device else next(encoder.parameters()).device
     check_encoder_input(encoder, x, "embed")
-    precision = resolve_precision(precision, device, encoder, prepare(x[:min(batch_size, 64)].to(device)))
+    precision = inference_precision(precision, device, encoder, prepare(x[:min(batch_size, 64)].to(device)))
     was_training = encoder.training; encoder.eval()
     out = []
     try:
@@ -180,7 +186,7 @@ def class_balance(y: torch.Tensor, n_classes: int, multilabel: bool, balance: st
 def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int = 512, precision: str = "auto") -> np.ndarray:
     "Probabilities of a classifier on uint8 images: softmax, or sigmoid for multi-label."
     dev = next(model.parameters()).device
-    precision = resolve_precision(precision, dev, getattr(model, "encoder", model), prepare(x[:min(batch_size, 64)].to(dev)))
+    precision = inference_precision(precision, dev, getattr(model, "encoder", model), prepare(x[:min(batch_size, 64)].to(dev)))
     was = model.training; model.eval(); out = []
     for i in range(0, len(x), batch_size):
         with autocast(precision, dev): logits = model(prepare(x[i:i + batch_size].to(dev))).float()

@@ -165,8 +165,9 @@ def test_study_scaling_cli_runs_and_refuses_bad_input(tmp_path, capsys):
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "bad").exists()
 
-def test_study_compute_cli_runs_and_refuses_bad_input(tmp_path, capsys):
-    "The compute study from the command line on a stand-in at tiny settings, then bad input that writes nothing."
+@pytest.mark.slow
+def test_study_compute_cli_runs(tmp_path, capsys):
+    "The compute study from the command line on stand-ins at tiny settings (slow tier: chapter 25 runs the same study in the fast one)."
     out = tmp_path / "co"
     args = ["study", "compute", "--synthetic", "--synthetic-n", "64", "--methods", "simclr", "rotation", "--sweep-methods", "simclr", "--width", "4",
             "--batch-size", "16", "--timed-steps", "1", "--repeats", "1", "--warmup-steps", "0", "--frontier-epochs", "1", "--batch-sizes", "8",
@@ -175,14 +176,18 @@ def test_study_compute_cli_runs_and_refuses_bad_input(tmp_path, capsys):
     df = pd.read_csv(out / "compute.csv")
     assert set(df.part) == {"throughput", "frontier", "sweep"} and set(df.method) == {"simclr", "rotation"} and (df.status == "ok").all()
     assert (df[df.part == "throughput"].images_per_s > 0).all() and (out / "compute.png").exists()
+
+def test_study_compute_cli_refuses_bad_input(tmp_path, capsys):
+    "The compute study from the command line refuses bad input and writes nothing."
     for bad, msg in ((["--dataset", "adrenalmnist3d"], "3D"), (["--precisions", "fp16"], "precisions"),
                      (["--methods", "simclrr"], "Unknown method"), (["--timed-steps", "0"], ">= 1")):
         assert main(["study", "compute", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "bad").exists()
 
-def test_study_representations_cli_runs_and_refuses_bad_input(tmp_path, capsys):
-    "The representation study from the command line on stand-ins at tiny settings, then bad input that writes nothing."
+@pytest.mark.slow
+def test_study_representations_cli_runs(tmp_path, capsys):
+    "The representation study from the command line on stand-ins at tiny settings (slow tier: chapter 26 runs the same study in the fast one)."
     out = tmp_path / "rp"
     args = ["study", "representations", "--synthetic", "--synthetic-n", "48", "--methods", "simclr", "--pretrain-steps", "1", "--sup-epochs", "1",
             "--width", "4", "--vit-dim", "32", "--batch-size", "16", "--n-queries", "16", "--bank-per-dataset", "24", "--out", str(out), "--no-progress"]
@@ -190,6 +195,9 @@ def test_study_representations_cli_runs_and_refuses_bad_input(tmp_path, capsys):
     ret = pd.read_csv(out / "representations_retrieval.csv")
     assert set(ret.encoder) == {"random init", "simclr", "supervised"} and ret.precision_at_k.between(0, 1).all()
     assert (out / "representations_umap.png").exists() and "precision_at_k" in capsys.readouterr().out
+
+def test_study_representations_cli_refuses_bad_input(tmp_path, capsys):
+    "The representation study from the command line refuses bad input and writes nothing."
     for bad, msg in ((["--datasets", "adrenalmnist3d"], "3D"), (["--methods", "simclrr"], "Unknown method"), (["--k", "0"], ">= 1"),
                      (["--k", "30", "--bank-per-dataset", "10"], "larger than")):
         assert main(["study", "representations", "--synthetic", "--out", str(tmp_path / "bad"), "--no-progress", *bad]) == 2, bad

@@ -46,6 +46,21 @@ def test_probe_catches_an_unrepeatable_bf16_path(cache):
     r = bf16_probe(_Noisy(), torch.randn(4, 8), use_cache=False)
     assert not r["safe"] and r["precision"] == "fp32"
 
+def test_probe_runs_under_no_grad(cache):
+    "`embed` and `predict_scores` run under torch.no_grad(); a probe called from there still measures a training step."
+    with torch.no_grad(): r = bf16_probe(ResNet(1, 10, 8), torch.randn(4, 1, 28, 28), use_cache=False)
+    assert r["fp32_s"] > 0 and r["bf16_s"] > 0 and r["safe"]
+
+@pytest.mark.parametrize("native", [False, True])
+def test_frozen_features_on_a_cpu_are_fp32_unless_asked(monkeypatch, cache, native):
+    "On a CPU, 'auto' embeds in fp32 whether or not bf16 is native, so a recorded AUC does not depend on the CPU; 'bf16' is honoured."
+    from medssl_nb.evaluate import embed, inference_precision
+    monkeypatch.setattr(core, "cpu_supports_bf16", lambda: native)
+    torch.manual_seed(0); enc, x = ResNet(1, 10, 8), torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    assert inference_precision("auto", "cpu", enc, x.float()) == "fp32" and inference_precision("bf16", "cpu", enc, x.float()) == "bf16"
+    f_auto, f32, f16 = embed(enc, x), embed(enc, x, precision="fp32"), embed(enc, x, precision="bf16")
+    assert (f_auto == f32).all() and f16.shape == f32.shape and not (f16 == f32).all()
+
 def test_norm_layers_compute_in_fp32_inside_autocast():
     "Under bf16 autocast the layer's output is exactly torch's float32 layer on the float32 input, rounded once to bf16."
     x = torch.randn(4, 3, 4, 6, 6)

@@ -16,7 +16,7 @@ __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError'
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
            'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
            'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info',
-           'provenance', 'Record', 'recording', 'save_record', 'live_or_recorded', 'load_record']
+           'provenance', 'Record', 'recording', 'save_record', 'named_live', 'live_or_recorded', 'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -96,6 +96,13 @@ def backbone_key(module: torch.nn.Module, shape: tuple) -> str:
     knobs = {k: getattr(module, k) for k in ("ndim", "depth", "width", "patch", "in_chans") if hasattr(module, k)}
     return f"{type(module).__name__}{knobs} x {tuple(shape)}"
 
+_PROBED: dict = {}   # (cache file, backbone key) -> decision: fixed for the life of the process, whatever other processes write to the file
+
+def _read_cache(f: Path) -> dict:
+    with contextlib.suppress(ValueError, OSError):
+        if f.exists(): return json.loads(f.read_text())
+    return {}
+
 def _fwd_bwd(module: torch.nn.Module, x: torch.Tensor, bf16: bool) -> tuple[float, list]:
     module.zero_grad(set_to_none=True); t = time.perf_counter()
     with torch.enable_grad():                                              # a training step, even when called under no_grad
@@ -108,11 +115,11 @@ def bf16_probe(module: torch.nn.Module, example: torch.Tensor, repeats: int = 3,
     "Time forward+backward of a copy of `module` on `example` in fp32 and in bf16 autocast, and check that bf16 gradients are finite and repeat bit for bit; `precision` is bf16 when it is safe and `BF16_MIN_SPEEDUP`× faster. Cached per CPU, torch version, threads and `backbone_key`."
     import copy
     key = " | ".join([hardware_info()["cpu"], torch.__version__, f"{torch.get_num_threads()} threads", backbone_key(module, example.shape)])
-    f = precision_cache_file()
-    cache = {}
-    if use_cache and f.exists():
-        with contextlib.suppress(ValueError, OSError): cache = json.loads(f.read_text())
-    if key in cache: return {**cache[key], "cached": True}
+    f = precision_cache_file(); memo = (str(f), key)
+    if use_cache and memo in _PROBED: return {**_PROBED[memo], "cached": True}
+    cache = _read_cache(f) if use_cache else {}
+    if key in cache:
+        _PROBED[memo] = cache[key]; return {**cache[key], "cached": True}
     m = copy.deepcopy(module).train()
     for n in m.modules():   # zero-initialised norm scales (a residual branch's last BN) would hide half the network from the backward
         if isinstance(n, (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm)) and getattr(n, "weight", None) is not None:
@@ -129,7 +136,8 @@ def bf16_probe(module: torch.nn.Module, example: torch.Tensor, repeats: int = 3,
     res = {"precision": "bf16" if safe and speedup >= BF16_MIN_SPEEDUP else "fp32", "speedup": speedup, "safe": bool(safe),
            "fp32_s": times[False], "bf16_s": times[True]}
     if use_cache:
-        with contextlib.suppress(OSError, MedSSLError): atomic_write_text(json.dumps({**cache, key: res}, indent=1), f)
+        _PROBED[memo] = res
+        with contextlib.suppress(OSError, MedSSLError): atomic_write_text(json.dumps({**_read_cache(f), key: res}, indent=1), f)   # merged with what others wrote meanwhile
     return res
 
 # %% ../nbs/00_core.ipynb #c1418b1c
@@ -301,9 +309,13 @@ def save_record(folder: str | Path, rec: Record, **prov) -> Path:
     atomic_write_text(json.dumps(meta, indent=1), folder / "record.json")
     return folder
 
+def named_live(folder: str | Path) -> bool:
+    "True when `MEDSSL_LIVE` names the record `folder` by its folder name (several names: comma-separated): rerun that experiment alone."
+    return Path(folder).name.lower() in {n.strip() for n in os.environ.get("MEDSSL_LIVE", "").lower().split(",")}
+
 def live_or_recorded(folder: str | Path, run, live: bool, **prov) -> Record:
-    "`run()` when `live` (then saved into `folder` with `save_record(..., **prov)` if `recording()`); otherwise the record in `folder`."
-    if not live: return load_record(folder)
+    "`run()` when `live` or `named_live(folder)` (then saved into `folder` with `save_record(..., **prov)` if `recording()`); otherwise the record in `folder`."
+    if not (live or named_live(folder)): return load_record(folder)
     rec = run()
     if recording(): save_record(folder, rec, **prov)
     return rec

@@ -9,17 +9,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import MedSSLError, NotApplicableError
-from ..views import to_float, normalize
-from ..losses import pretext_cross_entropy
-from ..heads import ProjectionHead
+from torch.func import functional_call
+from ..views import to_float, normalize, BatchAugment, ViewConfig
+from ..losses import pretext_cross_entropy, nt_xent_global, dae_loss, gan_d_loss, gan_g_loss
+from ..heads import ProjectionHead, ConvDecoder
 from ..distributed import dist_info
 from .base import SSLMethod, register_method, METHODS, _plain
 from .innate import hamming_permutations, tile_geometry, normalize_tiles
 from .volumetric import require_3d
+from .generative import corrupt
 
 # %% auto #0
 __all__ = ['DEFAULT_OBJECTIVES', 'shuffle_pieces', 'PuzzleHead', 'grid_cubes', 'Jigsaw3D', 'slab_layout', 'cut_slabs',
-           'SliceOrder', 'check_objectives', 'MultiPretext']
+           'SliceOrder', 'check_objectives', 'MultiPretext', 'PatchDiscriminator', 'DiRA']
 
 # %% ../../nbs/methods/18_hybrid.ipynb #2954a74a
 def shuffle_pieces(pieces: torch.Tensor, perms: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -219,3 +221,57 @@ class MultiPretext(SSLMethod):
             raise MedSSLError(f"Under DDP the objectives disagree on batch norm: {[n for n, m in self.objectives.items() if m.sync_bn]} want it over the global batch, "
                               f"{[n for n, m in self.objectives.items() if not m.sync_bn]} keep it per process, and they share one encoder. "
                               "Combine objectives that agree, or train on one process.")
+
+# %% ../../nbs/methods/18_hybrid.ipynb #51a6c414
+class PatchDiscriminator(nn.Module):
+    "A small critic for DiRA's adversarial term: three stride-2 convolutions with LeakyReLU (no batch norm, so that it can be called with frozen weights), then one logit per image."
+    def __init__(self, in_chans: int, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_chans, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor: return self.net(x).squeeze(1).float()
+
+@register_method
+class DiRA(SSLMethod):
+    "DiRA (Haghighi et al., CVPR 2022): discriminative (NT-Xent between a perturbed and a clean view), restorative (the clean view rebuilt from the perturbed one by a decoder on the encoder's last feature map) and adversarial (a critic tells clean views from restorations) learning on one encoder."
+    name, monotone_loss = "dira", False      # the critic and the restoration play a game: the total need not fall
+    def __init__(self, encoder: nn.Module, w_dis: float = 1.0, w_res: float = 1.0, w_adv: float = 0.1, temperature: float = 0.5, proj_dim: int = 128,
+                 noise_std: float = 0.2, mask_ratio: float = 0.25, dec_width: int = 32, disc_width: int = 16, views: ViewConfig | None = None):
+        w = {"w_dis": w_dis, "w_res": w_res, "w_adv": w_adv}
+        if any(not math.isfinite(v) or v < 0 for v in w.values()) or not any(w.values()):
+            raise MedSSLError(f"DiRA's weights must be finite, >= 0 and not all 0 (0 removes a term, for the ablation); got {w}.")
+        if w_adv > 0 and w_res == 0: raise MedSSLError("DiRA's adversarial term judges the restorations, so it needs w_res > 0; set w_adv=0 too to remove both.")
+        if getattr(encoder, "ndim", 2) != 2 or not hasattr(encoder, "stages"):
+            raise NotApplicableError(f"DiRA here decodes a 2D ResNet's last feature map; got a {getattr(encoder, 'ndim', '?')}D {type(encoder).__name__}. "
+                                     "Build a 2D ResNet (e.g. ResNet(1, 10, 16)).")
+        if temperature <= 0 or noise_std < 0 or not 0 <= mask_ratio < 1:
+            raise MedSSLError(f"temperature must be > 0, noise_std >= 0 and mask_ratio in [0, 1); got {temperature}, {noise_std}, {mask_ratio}.")
+        super().__init__(encoder)
+        self.w_dis, self.w_res, self.w_adv, self.temperature, self.noise_std, self.mask_ratio = w_dis, w_res, w_adv, temperature, noise_std, mask_ratio
+        self.head = ProjectionHead(encoder.feat_dim, 2 * encoder.feat_dim, proj_dim, layers=2)
+        self.decoder = ConvDecoder(encoder.feat_dim, encoder.in_chans, dec_width, from_map=True)   # the last map has feat_dim channels
+        self.critic = PatchDiscriminator(encoder.in_chans, disc_width) if w_adv > 0 else None       # no critic without its term (DDP needs every parameter used)
+        self.augment = BatchAugment(views)
+
+    def views(self, x: torch.Tensor) -> tuple:
+        "(clean view, its perturbed copy, a second clean view), normalised: SimCLR's views, and the denoising autoencoder's noise and masking."
+        v1, v2 = self.augment(x), self.augment(x)
+        return v1, normalize(corrupt((v1 + 1) / 2, self.noise_std, self.mask_ratio)[0]), v2
+
+    def loss_of_views(self, v1: torch.Tensor, p1: torch.Tensor, v2: torch.Tensor) -> dict:
+        "The terms on given views: `dis` (NT-Xent of the perturbed view against the second view), `res` (MSE of the restoration against the clean view), `adv` (the restoration's non-saturating loss against the critic, whose weights it cannot move) and `critic` (the critic's own loss, which reaches only its weights)."
+        f = self.encoder.forward_features(torch.cat([p1, v2])); B = len(v1)
+        z1, z2 = self.head(f["pooled"]).chunk(2)
+        recon = self.decoder(f["maps"][-1][:B], v1.shape[-1])
+        t = {"dis": nt_xent_global(z1, z2, self.temperature), "res": dae_loss(recon, v1)}
+        if self.w_adv > 0:
+            frozen = {k: v.detach() for k, v in self.critic.named_parameters()}
+            t["adv"] = gan_g_loss(functional_call(self.critic, frozen, (recon,)))
+            t["critic"] = gan_d_loss(self.critic(v1), self.critic(recon.detach()))
+        loss = self.w_dis * t["dis"] + self.w_res * t["res"] + (self.w_adv * t["adv"] + t["critic"] if self.w_adv > 0 else 0.0)
+        return {"loss": loss, "emb": f["pooled"][B:], "recon": recon, **{k: v.detach() for k, v in t.items()}}
+
+    def loss(self, x: torch.Tensor) -> dict:
+        if x.ndim != 4: raise NotApplicableError(f"DiRA here is 2D: expected (B, C, H, W) images, got shape {tuple(x.shape)}.")
+        out = self.loss_of_views(*self.views(x)); out.pop("recon")
+        return out

@@ -326,7 +326,7 @@ def load_record(folder: str | Path) -> Record:
     folder = Path(folder)
     if not (folder / "record.json").exists():
         raise MedSSLError(f"No recorded experiment in {folder} (no record.json). Set LIVE = True in the chapter to run the experiment here, "
-                          "or record it by running the chapter with MEDSSL_LIVE=all MEDSSL_RECORD=1.")
+                          f"or record it by running the chapter with MEDSSL_LIVE={folder.name} MEDSSL_RECORD=1 (MEDSSL_LIVE=all reruns every experiment).")
     meta = json.loads((folder / "record.json").read_text())
     with np.load(folder / "arrays.npz") as z: arrays = {k: z[k] for k in meta["arrays"]}
     text = meta.get("text_columns", {})            # read back as text, even where a value looks like a number ("5", "0.1")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..core import MedSSLError
 from ..backbones import Block, init_vit_weights, sincos_pos_embed, LayerNormFp32
 from ..views import BatchAugment, ViewConfig
-from ..losses import masked_mse, masked_l1
+from ..losses import masked_mse, masked_l1, moco_v3_loss
 from ..backbones import require_vit
 from .base import SSLMethod, register_method
 
@@ -185,17 +185,19 @@ class SimMIM(SSLMethod):
 # %% ../../nbs/methods/16_selfpred.ipynb #40a34746
 @register_method
 class GLMAE(MAE):
-    "GL-MAE (Zhuang et al., 2023): MAE on a masked global and a masked local view, plus the cosine distance of each masked view's projected features to those of the complete global view (stop-gradient anchor)."
+    "GL-MAE (Zhuang et al., 2023): MAE on a masked global and a masked local view, plus a consistency term pulling each masked view's projected features towards those of the complete global view (stop-gradient anchor): contrastive (`'infonce'`, the default) or the plain cosine distance (`'cosine'`)."
     name = "glmae"
     def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75, global_scale: tuple = (0.4, 1.0), local_scale: tuple = (0.1, 0.4),
-                 consistency_weight: float = 1.0, proj_dim: int = 128, decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
-                 norm_pix: bool = True):
+                 consistency_weight: float = 1.0, consistency: str = "infonce", temperature: float = 0.2, proj_dim: int = 128, decoder_dim: int = 128,
+                 decoder_depth: int = 2, decoder_heads: int = 4, norm_pix: bool = True):
         for nm, (lo, hi) in (("global_scale", global_scale), ("local_scale", local_scale)):
             if not 0 < lo <= hi <= 1: raise MedSSLError(f"{nm} must be (low, high) with 0 < low <= high <= 1 (crop area as a fraction of the image), got {(lo, hi)}.")
         if consistency_weight < 0: raise MedSSLError(f"consistency_weight must be >= 0, got {consistency_weight}.")
+        if consistency not in ("infonce", "cosine"): raise MedSSLError(f"consistency must be 'infonce' or 'cosine', got {consistency!r}.")
+        if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
         super().__init__(encoder, mask_ratio, decoder_dim, decoder_depth, decoder_heads, norm_pix,
                          views=ViewConfig(scale=tuple(global_scale), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
-        self.consistency_weight = consistency_weight
+        self.consistency_weight, self.consistency, self.temperature = consistency_weight, consistency, temperature
         self.local_augment = BatchAugment(ViewConfig(scale=tuple(local_scale), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
         d = encoder.feat_dim
         self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, proj_dim))
@@ -215,7 +217,8 @@ class GLMAE(MAE):
         "The loss on given views (and masks): the two reconstruction terms, the two consistency terms and their weighted sum."
         a = self.anchor(g)
         rg, rl = self.reconstruct(g, mask_g), self.reconstruct(l, mask_l)
-        d = lambda r: 1 - F.cosine_similarity(self.projector(r["emb"]).float(), a.float(), dim=-1).mean()
+        if self.consistency == "infonce": d = lambda r: moco_v3_loss(self.projector(r["emb"]), a, self.temperature)   # the anchor of the same image among the batch's
+        else: d = lambda r: 1 - F.cosine_similarity(self.projector(r["emb"]).float(), a.float(), dim=-1).mean()
         rec, cons = (rg["loss"] + rl["loss"]) / 2, (d(rg) + d(rl)) / 2
         return {"loss": rec + self.consistency_weight * cons, "emb": rg["emb"], "rec": rec.detach(), "consistency": cons.detach()}
 

@@ -1,10 +1,11 @@
-"""One training step of SimCLR, MoCo v3 or DINO for the two-process equivalence test (tests/test_distributed.py).
+"""One training step of SimCLR, MoCo v3, DINO, DiRA or GL-MAE for the two-process equivalence test (tests/test_distributed.py).
 
 Under `torchrun --nproc_per_node=2 tests/ddp_step.py METHOD OUT`, each rank takes its half of a fixed batch of 2B images,
 runs the step through DistributedDataParallel with batch norm over the global batch, and rank 0 writes the loss
 (averaged over ranks), DDP's averaged gradients and the state after the step's `on_step_end` to OUT.
 `one_process(METHOD)` computes the same step in one process on the whole batch. The random views are replaced by fixed,
-per-image transforms (identity, flips, a smaller resize), so both runs see the same views."""
+per-image transforms (identity, flips, a smaller resize), so both runs see the same views; DiRA's perturbation and GL-MAE's masks
+are fixed patterns, the same for every image."""
 import sys
 import torch
 from medssl_nb.core import set_seed
@@ -41,6 +42,17 @@ def build(method: str):
         m = build_method("dino", enc, hidden=64, bottleneck=32, n_prototypes=64, n_local=2)
         g, l = FixedViews(), FixedViews(14)
         m.crops = lambda x: ([g(x), g(x)], [l(x) for _ in range(m.n_local)])
+    elif method == "dira":
+        m = build_method("dira", enc, proj_dim=32, dec_width=8, disc_width=8)
+        fv = FixedViews()
+        keep = (torch.arange(28 * 28).view(1, 1, 28, 28) % 4 != 0).float()          # every fourth pixel blanked, in every image
+        m.views = lambda x: (lambda v1, v2: (v1, v1 * keep, v2))(fv(x), fv(x))
+    elif method == "glmae":
+        from medssl_nb.backbones import ViT
+        m = build_method("glmae", ViT(1, 28, 4, dim=32, depth=1, heads=2), proj_dim=16, decoder_dim=32, decoder_depth=1, decoder_heads=2)
+        g, l = FixedViews(), FixedViews()
+        mask = (torch.arange(49) % 4 != 0)[None]                                    # 36 of 49 patches masked, the same ones in every image
+        m.loss = lambda x: m.loss_of_views(g(x), l(x), mask.expand(len(x), -1), mask.expand(len(x), -1))
     else:
         raise SystemExit(f"unknown method {method}")
     return m.train()

@@ -6,7 +6,7 @@ runs the step through DistributedDataParallel with batch norm over the global ba
 `one_process(METHOD)` computes the same step in one process on the whole batch. The random views are replaced by fixed,
 per-image transforms (identity, flips, a smaller resize), so both runs see the same views; DiRA's perturbation and GL-MAE's masks
 are fixed patterns, the same for every image."""
-import sys
+import os, sys
 import torch
 from medssl_nb.core import set_seed
 from medssl_nb.backbones import ResNet
@@ -81,3 +81,6 @@ if __name__ == "__main__":
     r = step(m, ddp, batch()[rank * B:(rank + 1) * B])
     if rank == 0: torch.save(r, out)
     torch.distributed.barrier(); torch.distributed.destroy_process_group()   # leave together
+    # gloo's threads can abort the interpreter's own teardown ("terminate called without an active exception", seen once in
+    # about ten runs under load): the step is done and written, so leave without running the C++ static destructors
+    sys.stdout.flush(); sys.stderr.flush(); os._exit(0)

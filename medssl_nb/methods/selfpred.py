@@ -17,7 +17,8 @@ from ..backbones import require_vit
 from .base import SSLMethod, register_method
 
 # %% auto #0
-__all__ = ['patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'MAE', 'SimMIM', 'GLMAE']
+__all__ = ['patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'MAE', 'SimMIM', 'GLMAE',
+           'soft_quantize', 'soft_glcm', 'TextureMAE']
 
 # %% ../../nbs/methods/16_selfpred.ipynb #511ecc59
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -224,3 +225,50 @@ class GLMAE(MAE):
 
     def loss(self, x: torch.Tensor) -> dict:
         return self.loss_of_views(*self.views(x))
+
+# %% ../../nbs/methods/16_selfpred.ipynb #7dc3bd43
+def soft_quantize(x: torch.Tensor, levels: int = 8, lo: float = -1.0, hi: float = 1.0, sigma: float = 0.5) -> torch.Tensor:
+    "Soft assignment of each pixel of `x` (B, 1, *S) to `levels` grey levels evenly spaced in [lo, hi]: (B, levels, *S), summing to 1 over the levels (a softmax of -(x - c)² / 2σ², σ = `sigma` × the level spacing)."
+    if levels < 2 or sigma <= 0: raise MedSSLError(f"levels must be >= 2 and sigma > 0, got {levels}, {sigma}.")
+    c = torch.linspace(lo, hi, levels, device=x.device).view(1, -1, *([1] * (x.ndim - 2)))
+    s = sigma * (hi - lo) / (levels - 1)
+    return torch.softmax(-((x.float() - c) / s) ** 2 / 2, dim=1)
+
+def soft_glcm(x: torch.Tensor, levels: int = 8, sigma: float = 0.5) -> torch.Tensor:
+    "Soft, symmetric grey-level co-occurrence matrices of images `x` (B, C, *S) in [-1, 1] (channels averaged), for the next pixel along each spatial axis, each summing to 1: (B, ndim, levels, levels)."
+    a = soft_quantize(x.float().mean(1, keepdim=True), levels, sigma=sigma)
+    mats = []
+    for ax in range(2, x.ndim):
+        n = a.shape[ax]
+        p, q = a.narrow(ax, 0, n - 1).flatten(2), a.narrow(ax, 1, n - 1).flatten(2)    # (B, L, pairs): a pixel and its next neighbour
+        m = p @ q.transpose(1, 2); m = m + m.transpose(1, 2)
+        mats.append(m / m.sum((1, 2), keepdim=True))
+    return torch.stack(mats, 1)
+
+@register_method
+class TextureMAE(MAE):
+    "MAE plus a texture term: the L1 distance between the soft grey-level co-occurrence matrices (Haralick et al., 1973) of the reconstruction, visible patches pasted back, and of the input."
+    name = "texturemae"
+    def __init__(self, encoder: nn.Module, mask_ratio: float = 0.75, texture_weight: float = 1.0, levels: int = 8, sigma: float = 0.5,
+                 decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4, norm_pix: bool = True, views: ViewConfig | None = None):
+        if texture_weight < 0: raise MedSSLError(f"texture_weight must be >= 0, got {texture_weight}.")
+        if levels < 2 or sigma <= 0: raise MedSSLError(f"levels must be >= 2 and sigma > 0, got {levels}, {sigma}.")
+        super().__init__(encoder, mask_ratio, decoder_dim, decoder_depth, decoder_heads, norm_pix, views)
+        self.texture_weight, self.levels, self.sigma = texture_weight, levels, sigma
+
+    def pixels(self, img: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        "The reconstructed image in the input's pixel space: predicted masked patches (de-normalised with the true patch statistics under `norm_pix`), visible patches as they are."
+        P = patchify(img.float(), self.encoder.patch); pred = pred.float()
+        if self.norm_pix: pred = pred * (P.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt() + P.mean(-1, keepdim=True)
+        return unpatchify(torch.where(mask[..., None], pred, P), self.encoder.patch, self.encoder.grid_for(img), img.shape[1])
+
+    def texture_loss(self, img: torch.Tensor, out: dict) -> torch.Tensor:
+        "Mean over images and axes of the L1 distance between the GLCMs of the reconstruction and of `img`."
+        g_hat = soft_glcm(self.pixels(img, out["pred"], out["mask"]).clamp(-1, 1), self.levels, self.sigma)
+        g = soft_glcm(img, self.levels, self.sigma)
+        return (g_hat - g).abs().sum((-2, -1)).mean()
+
+    def loss(self, x: torch.Tensor) -> dict:
+        img = self.augment(x); out = self.reconstruct(img)
+        tex = self.texture_loss(img, out)
+        return {"loss": out["loss"] + self.texture_weight * tex, "emb": out["emb"], "rec": out["loss"].detach(), "texture": tex.detach()}

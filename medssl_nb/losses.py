@@ -10,7 +10,7 @@ from .core import MedSSLError, in_fp32
 from .distributed import all_gather_grad, all_gather_nograd, all_reduce_mean, dist_info
 
 # %% auto #0
-__all__ = ['nt_xent', 'nt_xent_reference', 'nt_xent_global', 'info_nce', 'moco_v3_loss', 'pretext_cross_entropy', 'byol_loss', 'negative_cosine', 'dino_loss', 'dino_center_update', 'batch_standardize', 'cross_correlation', 'off_diagonal', 'barlow_twins_loss', 'vicreg_terms', 'vicreg_loss', 'dae_loss', 'gaussian_kl', 'vae_loss', 'gan_d_loss', 'gan_g_loss', 'colorization_loss', 'masked_mse', 'masked_l1', 'ibot_patch_loss', 'koleo_loss']
+__all__ = ['nt_xent', 'nt_xent_reference', 'nt_xent_global', 'info_nce', 'moco_v3_loss', 'pretext_cross_entropy', 'byol_loss', 'negative_cosine', 'dino_loss', 'dino_center_update', 'batch_standardize', 'cross_correlation', 'off_diagonal', 'barlow_twins_loss', 'vicreg_terms', 'vicreg_loss', 'dae_loss', 'gaussian_kl', 'vae_loss', 'gan_d_loss', 'gan_g_loss', 'colorization_loss', 'masked_mse', 'masked_l1', 'soft_quantize', 'soft_glcm', 'glcm_loss', 'ibot_patch_loss', 'koleo_loss']
 
 # %% ../nbs/04_losses.ipynb #7691bd3f
 @in_fp32
@@ -216,6 +216,30 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     per_patch = (pred.float() - target.float()).abs().mean(-1)
     m = mask.float()
     return (per_patch * m).sum() / m.sum().clamp(min=1)
+
+# %% ../nbs/methods/16_selfpred.ipynb #7dc3bd43
+def soft_quantize(x: torch.Tensor, levels: int = 8, lo: float = -1.0, hi: float = 1.0, sigma: float = 0.5) -> torch.Tensor:
+    "Soft assignment of each pixel of `x` (B, 1, *S) to `levels` grey levels evenly spaced in [lo, hi]: (B, levels, *S), summing to 1 over the levels (a softmax of -(x - c)² / 2σ², σ = `sigma` × the level spacing)."
+    if levels < 2 or sigma <= 0: raise MedSSLError(f"levels must be >= 2 and sigma > 0, got {levels}, {sigma}.")
+    c = torch.linspace(lo, hi, levels, device=x.device).view(1, -1, *([1] * (x.ndim - 2)))
+    s = sigma * (hi - lo) / (levels - 1)
+    return torch.softmax(-((x.float() - c) / s) ** 2 / 2, dim=1)
+
+def soft_glcm(x: torch.Tensor, levels: int = 8, sigma: float = 0.5) -> torch.Tensor:
+    "Soft, symmetric grey-level co-occurrence matrices of images `x` (B, C, *S) in [-1, 1] (channels averaged), for the next pixel along each spatial axis, each summing to 1: (B, ndim, levels, levels)."
+    a = soft_quantize(x.float().mean(1, keepdim=True), levels, sigma=sigma)
+    mats = []
+    for ax in range(2, x.ndim):
+        n = a.shape[ax]
+        p, q = a.narrow(ax, 0, n - 1).flatten(2), a.narrow(ax, 1, n - 1).flatten(2)    # (B, L, pairs): a pixel and its next neighbour
+        m = p @ q.transpose(1, 2); m = m + m.transpose(1, 2)
+        mats.append(m / m.sum((1, 2), keepdim=True))
+    return torch.stack(mats, 1)
+
+@in_fp32
+def glcm_loss(pred: torch.Tensor, target: torch.Tensor, levels: int = 8, sigma: float = 0.5) -> torch.Tensor:
+    "Texture loss: the L1 distance between the soft GLCMs of images `pred` and `target` (B, C, *S) in [-1, 1], summed over level pairs, averaged over images and axes."
+    return (soft_glcm(pred, levels, sigma) - soft_glcm(target, levels, sigma)).abs().sum((-2, -1)).mean()
 
 # %% ../nbs/methods/17_volumetric.ipynb #1ca47dd0
 @in_fp32

@@ -14,9 +14,10 @@ import torch
 # %% auto #0
 __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError', 'Settings', 'set_seed', 'default_device',
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
-           'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'atomic_write',
-           'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info',
-           'provenance', 'Record', 'recording', 'save_record', 'named_live', 'live_or_recorded', 'load_record']
+           'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'keep_torch_threads',
+           'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit',
+           'hardware_info', 'provenance', 'Record', 'recording', 'save_record', 'named_live', 'live_or_recorded',
+           'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -167,6 +168,15 @@ def fast_memory_format(module: torch.nn.Module, ndim: int) -> torch.nn.Module:
     "Put a 2D conv net (`ndim` = 4, the input's ndim) in channels_last, ~1.3× faster, when `channels_last_ok`; return it."
     if ndim == 4 and channels_last_ok(module): module.to(memory_format=torch.channels_last)
     return module
+
+# %% ../nbs/00_core.ipynb #cea79d51
+@contextlib.contextmanager
+def keep_torch_threads():
+    "Restore torch's intra-op thread count when the block ends (a library in the block, such as numba's OpenMP layer under UMAP, may reset it)."
+    n = torch.get_num_threads()
+    try: yield n
+    finally:
+        if torch.get_num_threads() != n: torch.set_num_threads(n)
 
 # %% ../nbs/00_core.ipynb #43ecd64e
 @contextlib.contextmanager

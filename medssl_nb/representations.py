@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, autocast
+from .core import MedSSLError, set_seed, provenance, atomic_write_text, resolve_precision, default_device, autocast, keep_torch_threads
 from .data import load_dataset, synthetic_for, with_channels, Split, file_md5, locate_medmnist
 from .views import prepare
 from .evaluate import embed, train_supervised, mean_ci
@@ -181,7 +181,8 @@ def _analyse(cfg: RepresentationConfig, encoders: dict, s: dict, datas: list, pr
             ret_rows.append({"encoder": name, "dataset": cfg.datasets[i], "queries": int(m.sum()), "k": cfg.k,
                              "precision_at_k": float(same_class[m].mean()), "precision_ci95": ci["ci"], "same_dataset_at_k": float(same_set[m].mean()),
                              "chance_same_class": float(np.mean([(by[bd == i] == c).mean() for c in qy[m]]))})
-        xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed, n_jobs=1).fit_transform(fq)
+        with keep_torch_threads():              # numba's OpenMP start-up resets the process's thread count; torch keeps its own
+            xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=cfg.seed, n_jobs=1).fit_transform(fq)
         umap_rows += [{"encoder": name, "x": float(a), "y": float(c), "dataset": cfg.datasets[qd[i]], "label": int(qy[i] - offs[qd[i]])}
                       for i, (a, c) in enumerate(xy)]
     return feats, layers, ret_rows, umap_rows, neigh

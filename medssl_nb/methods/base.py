@@ -73,9 +73,10 @@ class SSLMethod(nn.Module):
         "Called by `fit` before training with the pretraining-set size and the batch size; refuse or adapt settings here. Nothing by default."
     def hparams(self) -> dict:
         "The settings that define this method (recorded in checkpoints and results): its constructor's arguments and the encoder's size."
-        return {"method": self.name, "encoder": type(self.encoder).__name__,
-                **{k: getattr(self.encoder, k) for k in ("in_chans", "ndim", "depth", "width") if hasattr(self.encoder, k)},
-                **self._hparams}
+        enc = {k: getattr(self.encoder, k) for k in ("in_chans", "ndim", "depth", "width") if hasattr(self.encoder, k)}
+        if clash := sorted(set(enc) & set(self._hparams)):   # a method setting named like an encoder knob would overwrite it in every record
+            raise MedSSLError(f"{type(self).__name__} records {clash} as its own settings, which would hide the encoder's {clash}; rename them (e.g. decoder_depth, proj_width).")
+        return {"method": self.name, "encoder": type(self.encoder).__name__, **enc, **self._hparams}
 
 # %% ../../nbs/methods/10_interface.ipynb #632fe80c
 def make_target(*modules: nn.Module) -> nn.Module:

@@ -17,8 +17,8 @@ from ..backbones import require_vit
 from .base import SSLMethod, register_method
 
 # %% auto #0
-__all__ = ['patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'MAE', 'SimMIM', 'GLMAE',
-           'TextureMAE']
+__all__ = ['patchify', 'unpatchify', 'num_masked', 'random_mask', 'block_mask', 'norm_pix_targets', 'crop_flip_views', 'MAE',
+           'SimMIM', 'GLMAE', 'TextureMAE']
 
 # %% ../../nbs/methods/16_selfpred.ipynb #511ecc59
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -80,6 +80,10 @@ def norm_pix_targets(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return (patches - mean) / (var + eps).sqrt()
 
 # %% ../../nbs/methods/16_selfpred.ipynb #3fc7db09
+def crop_flip_views(scale: tuple) -> ViewConfig:
+    "The masked models' augmentation: a random resized crop of area `scale` and a flip, nothing else (no rotation, intensity jitter, blur or greyscale)."
+    return ViewConfig(scale=tuple(scale), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0)
+
 @register_method
 class MAE(SSLMethod):
     "MAE (He et al., CVPR 2022): mask most patches, encode the visible ones only, a light decoder with mask tokens reconstructs the normalised pixels of the masked patches."
@@ -100,7 +104,7 @@ class MAE(SSLMethod):
         for m in (self.decoder_embed, self.decoder, self.decoder_norm, self.decoder_pred): m.apply(init_vit_weights)
         nn.init.normal_(self.mask_token, std=0.02)
         # MAE's augmentation: random resized crop and flip only
-        self.augment = BatchAugment(views or ViewConfig(scale=(0.2, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+        self.augment = BatchAugment(views or crop_flip_views((0.2, 1.0)))
         self._hparams.update(patch=encoder.patch, vit_pool=encoder.pool)
 
     def forward_encoder(self, img: torch.Tensor, mask: torch.Tensor):
@@ -159,7 +163,7 @@ class SimMIM(SSLMethod):
         nn.init.normal_(self.mask_token, std=0.02)
         self.head = nn.Linear(encoder.feat_dim, encoder.patch ** encoder.ndim * encoder.in_chans)   # SimMIM's one-layer prediction head
         init_vit_weights(self.head)
-        self.augment = BatchAugment(views or ViewConfig(scale=(0.67, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+        self.augment = BatchAugment(views or crop_flip_views((0.67, 1.0)))
         self._hparams.update(patch=encoder.patch, vit_pool=encoder.pool)
 
     def make_mask(self, batch: int, grid: tuple, gen=None, device="cpu") -> torch.Tensor:
@@ -197,18 +201,16 @@ class GLMAE(MAE):
         if consistency not in ("infonce", "cosine"): raise MedSSLError(f"consistency must be 'infonce' or 'cosine', got {consistency!r}.")
         if temperature <= 0: raise MedSSLError(f"temperature must be positive, got {temperature}.")
         super().__init__(encoder, mask_ratio, decoder_dim, decoder_depth, decoder_heads, norm_pix,
-                         views=ViewConfig(scale=tuple(global_scale), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+                         views=crop_flip_views(global_scale))
         self.consistency_weight, self.consistency, self.temperature = consistency_weight, consistency, temperature
-        self.local_augment = BatchAugment(ViewConfig(scale=tuple(local_scale), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+        self.local_augment = BatchAugment(crop_flip_views(local_scale))
         d = encoder.feat_dim
         self.projector = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, proj_dim))
         self.projector.apply(init_vit_weights)
 
     def anchor(self, img: torch.Tensor) -> torch.Tensor:
         "Projected pooled features of the complete (unmasked) view `img`, without gradient: the target of both consistency terms."
-        with torch.no_grad():
-            latent, _ = self.forward_encoder(img, torch.zeros(len(img), math.prod(self.encoder.grid_for(img)), dtype=torch.bool, device=img.device))
-            return self.projector(self.encoder.pool_tokens(latent)["pooled"])
+        with torch.no_grad(): return self.projector(self.encoder.forward_features(img)["pooled"])
 
     def views(self, x: torch.Tensor) -> tuple:
         "The global and the local view of a batch (normalised floats of the same size)."

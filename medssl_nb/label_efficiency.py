@@ -38,7 +38,7 @@ class LabelEfficiencyConfig(StudyBudget):
     large_n: int = 2000               # sets with more training images than this ...
     seeds_large: int = 3              # ... use only the first `seeds_large` seeds (5 seeds on the small sets)
     pretrain_steps: int = 600         # the budget's optimiser steps of each pretraining run (twice the analysis studies')
-    knn_temperature: float = 0.1      # weighted kNN (k=200): votes exp(cos / T), T as in lightly's benchmarks
+    knn_temperature: float = 0.07     # weighted kNN (k=200): votes exp(cos / T), T as in Wu et al. 2018 (InstDisc)
     _volatile = ("datasets", "methods", "pools", "seeds", "out", "root", "download", "progress")
 
     def validate(self):

@@ -192,11 +192,11 @@ def _frozen_scores(protocol: str, feats: dict, d: MedData, idx, knn_temperature:
     if protocol == "linear probe": return linear_probe(feats["train"][idx], ytr, feats["test"], d.task, feats["val"], d.val.y.numpy())[0]
     if protocol == "kNN k=11":      # MedMNIST+: majority vote of the 11 nearest (cosine) neighbours
         return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=11, weighting="uniform", multilabel=multilabel)
-    return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=200, weighting="exp",   # as lightly's benchmark kNN
+    return knn_predict(feats["train"][idx], ytr, feats["test"], d.n_classes, k=200, weighting="exp",   # Wu et al. 2018's weighted kNN
                        temperature=knn_temperature, multilabel=multilabel)
 
 def evaluate_encoder(budget: StudyBudget, encoder: nn.Module, d: MedData, seed: int, precision: str, device, protocols: tuple,
-                     fractions: tuple, knn_temperature: float = 0.1) -> list[dict]:
+                     fractions: tuple, knn_temperature: float = 0.07) -> list[dict]:
     "Every protocol at every label fraction for a pretrained `encoder` on `d` (labels drawn with `seed`); one row each."
     bad = [p for p in protocols if p not in FROZEN_PROTOCOLS + ("fine-tune",)]
     if bad: raise MedSSLError(f"Unknown protocol(s) {bad}; use {FROZEN_PROTOCOLS + ('fine-tune',)}.")

@@ -59,7 +59,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
     ft_epochs: int = 20                  # fine-tuning (and the supervised ViT): the v2 recipe, encoder at ft_encoder_lr_mult x lr
     ft_lr: float = 1e-3
     ft_encoder_lr_mult: float = 0.1
-    knn_temperature: float = 0.1
+    knn_temperature: float = 0.07
     precision: str = "auto"
     out: str = "results/volumetric"
     synthetic_n: int = 200               # volumes of the flag-shaped 3D phantoms (with `synthetic`)

@@ -99,6 +99,16 @@ def _check_images(images):
     if images.ndim not in (4, 5): raise MedSSLError(f"fit expects images (N, C, H, W) or (N, C, D, H, W), got shape {tuple(images.shape)}.")
     if len(images) < 2: raise MedSSLError("fit needs at least 2 images.")
 
+def _check_targets(method: SSLMethod, images: torch.Tensor, targets):
+    "Labels go with a method that learns from them, one row per image; anything else is refused before training starts."
+    if method.needs_labels and targets is None:
+        raise MedSSLError(f"{method.name} learns from labels: pass fit(..., targets=...) with one row per image (see the method's `targets_for`).")
+    if targets is None: return
+    if not method.needs_labels:
+        raise MedSSLError(f"{method.name} is self-supervised and would ignore `targets`; leave them out (only methods with needs_labels take labels).")
+    if not isinstance(targets, torch.Tensor): raise MedSSLError(f"fit expects `targets` as a tensor, got {type(targets).__name__}.")
+    if len(targets) != len(images): raise MedSSLError(f"fit got {len(images)} images but {len(targets)} rows of targets; give one row per image.")
+
 def _pick_precision(wish: str, device, method: SSLMethod, images: torch.Tensor, batch_size: int, world: int) -> tuple[str, str]:
     "The precision `fit` trains in, and why: `choose_precision` for the encoder at a training batch; under DDP, rank 0 decides for every rank."
     from medssl_nb.views import prepare
@@ -171,13 +181,15 @@ def write_checkpoint(path: Path, method: SSLMethod, opt, sched, epoch: int, hist
 
 # %% ../nbs/05_fit.ipynb #8f664e50
 def train_one_epoch(model, method: SSLMethod, images: torch.Tensor, order: torch.Tensor, bs: int, steps: int, opt, sched,
-                    precision: str, device, step: int, total: int, bar=None, ckpt: Path | None = None) -> tuple[dict, int, int]:
-    "The optimiser steps of one epoch over `images[order]`; returns (sums of every scalar metric, images seen, embedding dim). Stops before applying a NaN/inf loss."
+                    precision: str, device, step: int, total: int, bar=None, ckpt: Path | None = None,
+                    targets: torch.Tensor | None = None) -> tuple[dict, int, int]:
+    "The optimiser steps of one epoch over `images[order]` (and the same rows of `targets`, for a method that learns from labels); returns (sums of every scalar metric, images seen, embedding dim). Stops before applying a NaN/inf loss."
     sums, n_seen, epoch = {"loss": 0.0, "emb_std": 0.0}, 0, step // steps
     for i in range(steps):
-        xb = images[order[i * bs:(i + 1) * bs]].to(device, non_blocking=True)
-        with autocast(precision, device):
-            out = model(xb)                        # method.loss(xb), through DDP when distributed
+        rows = order[i * bs:(i + 1) * bs]
+        xb = images[rows].to(device, non_blocking=True)
+        with autocast(precision, device):          # method.loss(xb) (or loss(xb, yb)), through DDP when distributed
+            out = model(xb) if targets is None else model(xb, targets[rows].to(device, non_blocking=True))
         loss = out["loss"]
         loss_all = all_reduce_mean(loss.detach())  # every rank sees the same value, so all stop together on NaN
         if not torch.isfinite(loss_all):
@@ -203,9 +215,9 @@ def reduce_metrics(sums: dict, steps: int, world: int = 1, device="cpu") -> dict
 
 # %% ../nbs/05_fit.ipynb #4403d837
 def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, resume: bool = True,
-        stop_after_epochs: int | None = None) -> FitResult:
-    "Pretrain `method` on uint8 `images` under `cfg`; resume from `cfg.ckpt_dir/last.pt` when present. `stop_after_epochs` ends this call early (for time-sliced runs and tests)."
-    cfg = (cfg or FitConfig()).validate(); _check_images(images)
+        stop_after_epochs: int | None = None, targets: torch.Tensor | None = None) -> FitResult:
+    "Pretrain `method` on uint8 `images` under `cfg`; resume from `cfg.ckpt_dir/last.pt` when present. `stop_after_epochs` ends this call early (for time-sliced runs and tests). `targets`: one row of labels per image, for a method that learns from labels (`needs_labels`); each batch gets the rows of its images."
+    cfg = (cfg or FitConfig()).validate(); _check_images(images); _check_targets(method, images, targets)
     check_encoder_input(method.encoder, images, f"fit ({method.name})")   # 2D vs 3D, channels: before anything is built or written
     rank, world = dist_info()
     device = (local_device() if world > 1 else default_device()) if cfg.device == "auto" else torch.device(cfg.device)
@@ -230,7 +242,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     for epoch in range(start, end):
         method.train(); t0 = time.perf_counter()
         sums, n_seen, emb_dim = train_one_epoch(model, method, images, epoch_order(len(images), cfg.seed, epoch, rank, world), bs, steps,
-                                                opt, sched, precision, device, epoch * steps, total, bar, ckpt)
+                                                opt, sched, precision, device, epoch * steps, total, bar, ckpt, targets)
         means, secs = reduce_metrics(sums, steps, world, device), time.perf_counter() - t0
         history.append({"epoch": epoch, "loss": means.pop("loss"), "emb_std": means.pop("emb_std"), "emb_dim": emb_dim,
                         "lr": sched.get_last_lr()[0], "seconds": secs, "images_per_s": n_seen * world / secs, **means})

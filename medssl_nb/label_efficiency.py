@@ -11,26 +11,27 @@ import numpy as np
 import pandas as pd
 import torch
 from .core import MedSSLError, provenance, atomic_write_text, resolve_precision, default_device
+from .methods import METHODS
 from .data import INFO, FLAGS_3D, MedData, pool_unlabeled, locate_medmnist, file_md5, check_flag
 from .evaluate import mean_ci, paired_diff, fmt_ci
 from .study import (StudyBudget, method_backbone, RunLog, run_units, load_study_data, available_2d_flags, data_with_channels,
                              pretrain_encoder, evaluate_encoder, supervised_rows, published, save_figure, check_fractions)
 
 # %% auto #0
-__all__ = ['PROTOCOLS', 'POOLS', 'PRESETS', 'KEYS', 'LabelEfficiencyConfig', 'study_seeds', 'run_label_efficiency',
+__all__ = ['PROTOCOLS', 'POOLS', 'PRESETS', 'KEYS', 'LabelEfficiencyConfig', 'study_seeds', 'uses_labels', 'run_label_efficiency',
            'summarize_label_efficiency', 'paired_label_efficiency', 'answer_questions', 'plot_label_efficiency',
            'write_label_efficiency']
 
 # %% ../nbs/20_label_efficiency.ipynb #dacd01e8
 PROTOCOLS = ("linear probe", "kNN k=11", "kNN k=200 weighted", "fine-tune")
-POOLS = ("in-domain", "multi-domain")
+POOLS = ("in-domain", "multi-domain", "others")
 
 @dataclass
 class LabelEfficiencyConfig(StudyBudget):
     "Settings of `medssl study label-efficiency` (beside `StudyBudget`'s encoder and budget); the defaults are the CPU mini version, `PRESETS` holds the published protocols."
     datasets: tuple = ("breastmnist", "pneumoniamnist", "retinamnist")
     methods: tuple = ("simclr", "byol")
-    pools: tuple = POOLS
+    pools: tuple = ("in-domain", "multi-domain")   # of POOLS; 'others' (every pooled set but the evaluated one) on request
     pool_flags: tuple = ()            # the multi-domain pool; empty: every 2D MedMNIST set found locally (and the study's sets)
     protocols: tuple = PROTOCOLS
     fractions: tuple = (0.01, 0.1, 0.25, 1.0)
@@ -79,24 +80,33 @@ def study_seeds(cfg: LabelEfficiencyConfig, d: MedData) -> tuple:
     return tuple(cfg.seeds) if len(d.train) <= cfg.large_n else tuple(cfg.seeds)[:cfg.seeds_large]
 
 # %% ../nbs/20_label_efficiency.ipynb #6b788d54
-def _pool_images(cfg: LabelEfficiencyConfig, data: dict) -> tuple[torch.Tensor, list[str], dict]:
-    "The multi-domain pool: training images of every pooled set, as 3-channel uint8 at the study's size, with the flags and their MD5s."
+def _pool_images(cfg: LabelEfficiencyConfig, data: dict, exclude: str | None = None) -> tuple[torch.Tensor, list[str], dict, list]:
+    "The multi-domain pool (or, with `exclude`, the pool of the other sets): training images of every pooled set, as 3-channel uint8 at the study's size, with the flags, their MD5s and the datasets (whose labels a labelled method learns)."
     if cfg.synthetic: flags = list(cfg.datasets)
     else: flags = list(cfg.pool_flags) or list(dict.fromkeys(available_2d_flags(cfg.size, cfg.root) + list(cfg.datasets)))
+    flags = [f for f in flags if f != exclude]
+    if not flags: raise MedSSLError(f"The 'others' pool of {exclude} is empty: no other 2D set is available. Name some with --pool-flags.")
     sets = [data[f] if f in data else load_study_data(f, cfg) for f in flags]
     md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, cfg.size, cfg.root, download=False)) for f in flags}
     x, _ = pool_unlabeled(sets, size=cfg.size, channels=3)
-    return x, flags, md5
+    return x, flags, md5, sets
 
-def _unit_rows(cfg: LabelEfficiencyConfig, d: MedData, flag: str, unit: str, seed: int, pool, precision: str, device) -> list[dict]:
+def uses_labels(method: str) -> bool:
+    "Whether `method` learns from labels in pretraining (multi-task pretraining), so that it is reported beside the self-supervised methods, not among them."
+    return bool(getattr(METHODS.get(method), "needs_labels", False))
+
+def _unit_rows(cfg: LabelEfficiencyConfig, d: MedData, flag: str, unit: str, seed: int, pool_for, precision: str, device) -> list[dict]:
     "The rows of one unit: the supervised baseline, or one method pretrained on one pool and evaluated on `d`."
     base = {"dataset": d.name, "source": d.source}
     if unit == "supervised":
         return [base | {"pool": "none", "method": "supervised", "backbone": f"resnet{cfg.depth}-w{cfg.width}"} | r
                 for r in supervised_rows(cfg, d, seed, precision, device, cfg.fractions)]
     pool_name, method = unit.split(":")
-    if pool_name == "in-domain": enc, info = pretrain_encoder(cfg, method, d.train.x, seed, f"in-domain_{flag}_{method}_seed{seed}")
-    else: enc, info = pretrain_encoder(cfg, method, pool, seed, f"multi-domain_{method}_seed{seed}")
+    if pool_name == "in-domain": images, sets, tag = d.train.x, [d], f"in-domain_{flag}_{method}_seed{seed}"
+    else:
+        p = pool_for(pool_name, flag); images, sets = p["x"], p["sets"]
+        tag = f"multi-domain_{method}_seed{seed}" if pool_name == "multi-domain" else f"others-{flag}_{method}_seed{seed}"
+    enc, info = pretrain_encoder(cfg, method, images, seed, tag, labelled=sets)
     d_eval = d if pool_name == "in-domain" else data_with_channels(d, 3)
     return [base | {"pool": pool_name, "method": method, "backbone": method_backbone(method)} | info | r
             for r in evaluate_encoder(cfg, enc, d_eval, seed, precision, device, cfg.protocols, cfg.fractions, cfg.knn_temperature)]
@@ -111,14 +121,23 @@ def run_label_efficiency(cfg: LabelEfficiencyConfig) -> tuple[pd.DataFrame, dict
     device = default_device(); precision = resolve_precision(cfg.precision, device)
     units = [(f, u, s) for s in cfg.seeds for f in cfg.datasets if s in study_seeds(cfg, data[f])
              for u in ("supervised",) + tuple(f"{p}:{m}" for p in cfg.pools for m in cfg.methods)]
-    pool, pool_info = None, {}
-    if "multi-domain" in cfg.pools and cfg.methods:
-        pool, pool_flags, pool_md5 = _pool_images(cfg, data); pool_info = {"flags": pool_flags, "md5": pool_md5, "images": len(pool)}
-    df = run_units(log, units, lambda flag, unit, seed: _unit_rows(cfg, data[flag], flag, unit, seed, pool, precision, device),
+    pools = {}
+    def pool_for(name: str, flag: str) -> dict:   # each pool built once, when a unit first needs it
+        key = name if name == "multi-domain" else f"others:{flag}"
+        if key not in pools:
+            x, flags, md5, sets = _pool_images(cfg, data, exclude=None if name == "multi-domain" else flag)
+            pools[key] = {"x": x, "sets": sets, "info": {"flags": flags, "md5": md5, "images": len(x)}}
+        return pools[key]
+    if cfg.methods:   # every pool built now: a missing pooled file, or an empty 'others' pool, fails before any training
+        for name, flag in [("multi-domain", None)] * ("multi-domain" in cfg.pools) + [("others", f) for f in cfg.datasets] * ("others" in cfg.pools):
+            pool_for(name, flag)
+    df = run_units(log, units, lambda flag, unit, seed: _unit_rows(cfg, data[flag], flag, unit, seed, pool_for, precision, device),
                    "label efficiency", cfg.progress)
+    pool_info = pools["multi-domain"]["info"] if "multi-domain" in pools else {}
     df = df[df.dataset_flag.isin(cfg.datasets) & df.seed.isin(cfg.seeds)].reset_index(drop=True)
     prov = provenance(command="medssl study label-efficiency", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision,
                       device=str(device), data_md5=md5, multi_domain_pool=pool_info or None,
+                      others_pools={k.split(":", 1)[1]: p["info"] for k, p in pools.items() if k != "multi-domain"} or None,
                       seeds_per_dataset={f: list(study_seeds(cfg, data[f])) for f in cfg.datasets},
                       wall_time_this_call_s=round(time.perf_counter() - t0, 1),
                       unit_seconds_total=float(df.drop_duplicates(["dataset_flag", "unit", "seed"]).unit_seconds.sum()) if len(df) else 0.0)
@@ -160,7 +179,8 @@ def answer_questions(summary: pd.DataFrame, paired: pd.DataFrame) -> str:
     "The chapter's two questions answered from the measured numbers, per dataset, in plain words."
     lines = []
     for flag, g in summary.groupby("dataset_flag", sort=False):
-        src = g.source.iloc[0]; ssl = g[g.method != "supervised"]; sup = g[g.method == "supervised"].set_index("fraction")
+        src = g.source.iloc[0]; sup = g[g.method == "supervised"].set_index("fraction")
+        ssl = g[(g.method != "supervised") & ~g.method.map(uses_labels)]   # label-using pretraining is not self-supervised
         lines.append(f"**{flag}**" + ("" if src == "medmnist" else " (SYNTHETIC stand-in: not a finding about patients)"))
         pub = (published(flag) or {"auc": np.nan})["auc"] if src == "medmnist" else np.nan
         at10 = ssl[np.isclose(ssl.fraction, 0.1)]

@@ -89,7 +89,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 @dataclass
 class CompareConfig(StudyConfig, EncoderSettings, DataSettings):
     "Settings of `medssl compare` (beside the encoder's knobs, the same for every method, and where data and results live)."
-    methods: tuple = ()              # empty: every registered method
+    methods: tuple = ()              # empty: every registered self-supervised method (multitask, which learns from labels, on request)
     datasets: tuple = ("breastmnist", "retinamnist")
     seeds: tuple = (0, 1, 2)
     fractions: tuple = (0.01, 0.1, 1.0)
@@ -103,7 +103,7 @@ class CompareConfig(StudyConfig, EncoderSettings, DataSettings):
     download: bool = True
 
     def validate(self):
-        if not self.methods: self.methods = tuple(sorted(METHODS))
+        if not self.methods: self.methods = tuple(sorted(m for m in METHODS if not METHODS[m].needs_labels))   # labelled pretraining only on request
         self.methods = tuple(str(m).lower() for m in self.methods)
         for m in self.methods: method_backbone(m)
         if not self.seeds or not self.datasets: raise MedSSLError("Give at least one seed and one dataset.")
@@ -218,7 +218,7 @@ def format_compare(summary: pd.DataFrame, prov: dict | None = None) -> str:
         for m in order + sorted(x for x in g.method.unique() if x.startswith("random")):
             h = g[g.method == m].set_index(["protocol", "fraction"])
             cell = lambda p, f: _fmt(h.loc[(p, f)]) if (p, f) in h.index else "–"
-            flags = []
+            flags = ["pretrained on this set's labels (not self-supervised)"] if getattr(METHODS.get(m), "needs_labels", False) else []
             if "collapsed_seeds" in h and h.collapsed_seeds.fillna(0).max() > 0: flags.append(f"collapsed in {int(h.collapsed_seeds.max())} seed(s)")
             if "failed" in h.index.get_level_values(0): flags.append(f"failed in {int(h.loc['failed'].seeds.iloc[0])} seed(s): {h.loc['failed'].note.iloc[0][:120]}")
             if "beats_random" in h:

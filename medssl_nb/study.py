@@ -19,6 +19,7 @@ from .data import INFO, FLAGS_3D, MedData, Split, load_dataset, synthetic_for, l
 from .backbones import ResNet, ViT, suggest_patch
 from .methods import METHODS, build_method
 from .methods.base import collapse_floor
+from .methods.hybrid import task_targets
 from .fit import fit, FitConfig
 from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, fine_tune, train_supervised, predict_scores
 
@@ -26,7 +27,7 @@ from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, fine_t
 __all__ = ['V2', 'PUBLISHED', 'BUDGET_FIELDS', 'ENCODER_KNOBS', 'FROZEN_PROTOCOLS', 'published', 'published_models',
            'StudyConfig', 'EncoderSettings', 'DataSettings', 'StudyBudget', 'check_fractions', 'build_encoder',
            'encoder_kwargs', 'method_backbone', 'load_study_data', 'available_2d_flags', 'load_for',
-           'data_with_channels', 'pretrain_encoder', 'pretrain_method', 'embed_splits', 'score_features',
+           'data_with_channels', 'pretrain_encoder', 'labels_for', 'pretrain_method', 'embed_splits', 'score_features',
            'evaluate_encoder', 'supervised_rows', 'RunLog', 'code_commit', 'run_units', 'save_figure']
 
 # %% ../nbs/19_study.ipynb #369a35b7
@@ -151,26 +152,35 @@ def data_with_channels(d: MedData, c: int) -> MedData:
 
 # %% ../nbs/19_study.ipynb #b6751c92
 def pretrain_encoder(budget: StudyBudget, method: str, images: torch.Tensor, seed: int, tag: str, return_method: bool = False,
-                     warmup_steps: int | None = None, ckpt_folder: str = "label_efficiency_checkpoints") -> tuple[nn.Module, dict]:
-    "Pretrain `method` on uint8 `images` for the budget's steps (or epochs); resumable through `fit`'s checkpoints under `<out>/<ckpt_folder>/<tag>`. Returns the encoder (the whole method with `return_method`) and what the run cost. Warmup: max(1, epochs/20) epochs unless `warmup_steps` is given."
+                     warmup_steps: int | None = None, ckpt_folder: str = "label_efficiency_checkpoints", labelled: list | None = None) -> tuple[nn.Module, dict]:
+    "Pretrain `method` on uint8 `images` for the budget's steps (or epochs); resumable through `fit`'s checkpoints under `<out>/<ckpt_folder>/<tag>`. Returns the encoder (the whole method with `return_method`) and what the run cost. Warmup: max(1, epochs/20) epochs unless `warmup_steps` is given. A method that learns from labels gets the training labels of the datasets `labelled`, whose training images `images` are, in that order."
     n = len(images); spe = max(1, n // min(budget.batch_size, n))
     epochs = budget.pretrain_epochs or max(1, math.ceil(budget.pretrain_steps / spe))
     set_seed(seed)
     warmup = max(1.0, epochs / 20) if warmup_steps is None else warmup_steps / spe
     fcfg = FitConfig(epochs=epochs, batch_size=budget.batch_size, lr=budget.lr, warmup_epochs=warmup, precision=budget.precision,
                      seed=seed, ckpt_dir=str(Path(budget.out) / ckpt_folder / tag), ckpt_every=max(1, epochs // 10), progress=False)
-    res = fit(build_method(method, budget.encoder(images.shape[1], method)), images, fcfg)
+    targets, kw = labels_for(method, labelled or [])
+    res = fit(build_method(method, budget.encoder(images.shape[1], method), **kw), images, fcfg, targets=targets)
     h = res.history[-1]
     info = {"pretrain_images": n, "pretrain_epochs": epochs, "pretrain_steps": epochs * spe,
             "pretrain_seconds": round(sum(e["seconds"] for e in res.history), 1), "final_ssl_loss": h["loss"],
             "final_emb_std": h["emb_std"], "collapsed": bool(h["emb_std"] < collapse_floor(h["emb_dim"]))}
     return (res.method if return_method else res.method.encoder), info
 
+def labels_for(method: str, datas: list) -> tuple:
+    "(targets, constructor arguments) for `method`: for a method that learns from labels, the training labels of `datas` (`task_targets`) and its tasks; (None, {}) for a self-supervised one."
+    if not getattr(METHODS.get(method), "needs_labels", False): return None, {}
+    if not datas: raise MedSSLError(f"{method} learns from labels, but no labelled dataset was given for its pretraining images.")
+    targets, tasks = task_targets(datas)
+    return targets, {"tasks": tasks}
+
 def pretrain_method(method: str, d: MedData, backbone: str, enc_kwargs: dict, fcfg: FitConfig, method_kwargs: dict | None = None):
-    "Build `method` on a fresh encoder (of `backbone` with `enc_kwargs`) seeded with `fcfg.seed` and pretrain it on `d.train.x` under `fcfg`; returns the `FitResult`."
+    "Build `method` on a fresh encoder (of `backbone` with `enc_kwargs`) seeded with `fcfg.seed` and pretrain it on `d.train.x` under `fcfg`; returns the `FitResult`. A method that learns from labels learns `d`'s training labels (one task)."
     set_seed(fcfg.seed)
     enc = build_encoder(backbone, d.n_channels, d.ndim, **enc_kwargs)
-    return fit(build_method(method, enc, **(method_kwargs or {})), d.train.x, fcfg)
+    targets, kw = labels_for(method, [d])
+    return fit(build_method(method, enc, **(kw | (method_kwargs or {}))), d.train.x, fcfg, targets=targets)
 
 # %% ../nbs/19_study.ipynb #5dca5614
 FROZEN_PROTOCOLS = ("linear probe", "kNN k=11", "kNN k=200 weighted")

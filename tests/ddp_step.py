@@ -1,11 +1,12 @@
-"""One training step of SimCLR, MoCo v3, DINO, DiRA or GL-MAE for the two-process equivalence test (tests/test_distributed.py).
+"""One training step of SimCLR, MoCo v3, DINO, DiRA, GL-MAE or multi-task pretraining for the two-process equivalence test (tests/test_distributed.py).
 
 Under `torchrun --nproc_per_node=2 tests/ddp_step.py METHOD OUT`, each rank takes its half of a fixed batch of 2B images,
 runs the step through DistributedDataParallel with batch norm over the global batch, and rank 0 writes the loss
 (averaged over ranks), DDP's averaged gradients and the state after the step's `on_step_end` to OUT.
 `one_process(METHOD)` computes the same step in one process on the whole batch. The random views are replaced by fixed,
 per-image transforms (identity, flips, a smaller resize), so both runs see the same views; DiRA's perturbation and GL-MAE's masks
-are fixed patterns, the same for every image."""
+are fixed patterns, the same for every image. Multi-task pretraining gets two tasks, alternating image by image (so each rank's half holds
+as many images of each task as the other's), with fixed labels."""
 import os, sys
 import torch
 from medssl_nb.core import set_seed
@@ -19,6 +20,13 @@ B = 8   # images per rank
 
 def batch() -> torch.Tensor:
     return torch.randint(0, 256, (2 * B, 1, 28, 28), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+def labels(method: str):
+    "Fixed task_targets rows for the whole batch (multi-task pretraining only): task i % 2, a binary and a 3-class task."
+    if method != "multitask": return None
+    i = torch.arange(2 * B)
+    return torch.stack([i % 2, torch.randint(0, 2, (2 * B,), generator=torch.Generator().manual_seed(2)) + (i % 2) * (i % 3 == 0)], 1)
 
 
 class FixedViews(torch.nn.Module):
@@ -53,13 +61,16 @@ def build(method: str):
         g, l = FixedViews(), FixedViews()
         mask = (torch.arange(49) % 4 != 0)[None]                                    # 36 of 49 patches masked, the same ones in every image
         m.loss = lambda x: m.loss_of_views(g(x), l(x), mask.expand(len(x), -1), mask.expand(len(x), -1))
+    elif method == "multitask":
+        m = build_method("multitask", enc, tasks=[{"name": "a", "task": "binary-class", "n_classes": 2}, {"name": "b", "task": "multi-class", "n_classes": 3}])
+        m.augment = FixedViews()
     else:
         raise SystemExit(f"unknown method {method}")
     return m.train()
 
 
-def step(m, model, xb) -> dict:
-    out = model(xb)
+def step(m, model, xb, yb=None) -> dict:
+    out = model(xb) if yb is None else model(xb, yb)
     out["loss"].backward()
     grads = {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
     m.on_step_end(0, 10)   # EMA teacher, DINO's centre (over every rank's batch)
@@ -69,7 +80,7 @@ def step(m, model, xb) -> dict:
 
 def one_process(method: str) -> dict:
     m = build(method)
-    return step(m, m, batch())
+    return step(m, m, batch(), labels(method))
 
 
 if __name__ == "__main__":
@@ -78,7 +89,8 @@ if __name__ == "__main__":
     assert world == 2, f"run under torchrun --nproc_per_node=2 (world size {world})"
     m = build(method); sync_batchnorm(m)
     ddp = torch.nn.parallel.DistributedDataParallel(m, broadcast_buffers=False)
-    r = step(m, ddp, batch()[rank * B:(rank + 1) * B])
+    y = labels(method)
+    r = step(m, ddp, batch()[rank * B:(rank + 1) * B], None if y is None else y[rank * B:(rank + 1) * B])
     if rank == 0: torch.save(r, out)
     torch.distributed.barrier(); torch.distributed.destroy_process_group()   # leave together
     # gloo's threads can abort the interpreter's own teardown ("terminate called without an active exception", seen once in

@@ -1,4 +1,4 @@
-"DDP on the CPU with gloo: two ranks x batch B against one process with batch 2B (SimCLR, MoCo v3, DINO; DiRA and GL-MAE in the slow tier); torchrun end to end."
+"DDP on the CPU with gloo: two ranks x batch B against one process with batch 2B (SimCLR, MoCo v3, DINO; DiRA, GL-MAE and multi-task pretraining in the slow tier); torchrun end to end."
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
@@ -12,7 +12,8 @@ def torchrun(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=HERE.parent)
 
-@pytest.mark.parametrize("method", ["simclr", "mocov3", "dino", pytest.param("dira", marks=pytest.mark.slow), pytest.param("glmae", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", ["simclr", "mocov3", "dino", pytest.param("dira", marks=pytest.mark.slow), pytest.param("glmae", marks=pytest.mark.slow),
+                                    pytest.param("multitask", marks=pytest.mark.slow)])
 def test_two_ranks_match_one_process(method, tmp_path):
     r = torchrun(HERE / "ddp_step.py", method, tmp_path / "ddp.pt")
     assert r.returncode == 0, r.stderr[-3000:]

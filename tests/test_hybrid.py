@@ -202,3 +202,39 @@ def test_tiny_fit_on_volumes_learns_without_collapse():
     h = fit(m, d, FitConfig(epochs=3, batch_size=16, lr=1e-3, warmup_epochs=0.5, progress=False)).history
     assert h[-1]["loss"] < h[0]["loss"] and h[-1]["loss_sliceorder"] < math.log(24) - 0.2
     assert h[-1]["emb_std"] > max(0.02, 2 * collapse_floor(h[-1]["emb_dim"]))
+
+
+# ---- multi-task pretraining (UMedPT-style) ------------------------------------------------------------------------------
+
+def test_multitask_refuses_a_labelled_objective_inside_multipretext():
+    with pytest.raises(MedSSLError, match="learn.*from labels"): MultiPretext(ResNet(1, 10, 8), objectives={"simclr": 1.0, "multitask": 1.0})
+
+def test_multitask_resumes_exactly_with_an_ssl_term(tmp_path):
+    "Labels travel with their images through the seeded order: a run stopped after one epoch and resumed ends on the weights of a straight run."
+    from medssl_nb.methods.hybrid import task_targets
+    d = synthetic(n_train=48, n_val=4, n_test=4, seed=0); y, tasks = task_targets([d])
+    build = lambda: (set_seed(0), build_method("multitask", ResNet(1, 10, 8), tasks=tasks, ssl="simclr", ssl_weight=0.5))[1]
+    cfg = lambda p: FitConfig(epochs=2, batch_size=16, precision="fp32", ckpt_dir=str(p), progress=False)
+    a = fit(build(), d.train.x, cfg(tmp_path / "a"), targets=y).method.state_dict()
+    fit(build(), d.train.x, cfg(tmp_path / "b"), stop_after_epochs=1, targets=y)
+    res = fit(build(), d.train.x, cfg(tmp_path / "b"), targets=y)
+    assert res.resumed_from == 1 and all(torch.equal(a[k], v) for k, v in res.method.state_dict().items())
+    assert {"task_loss", "ssl_loss"} <= set(res.history[-1])
+    shuffled = fit(build(), d.train.x, cfg(tmp_path / "c"), targets=y[torch.randperm(len(y))]).method.state_dict()
+    assert not all(torch.equal(a[k], v) for k, v in shuffled.items())   # the labels matter: other labels, other weights
+
+def test_label_efficiency_pools_for_a_labelled_method(tmp_path):
+    "Study units of multi-task pretraining on flag-shaped stand-ins: 'others' leaves the evaluated set out of the pool (and of the tasks), 'multi-domain' keeps it in."
+    from medssl_nb.label_efficiency import LabelEfficiencyConfig, run_label_efficiency, answer_questions, summarize_label_efficiency, paired_label_efficiency
+    cfg = LabelEfficiencyConfig(synthetic=True, synthetic_n=48, datasets=("breastmnist", "retinamnist"), methods=("multitask",),
+                                pools=("others", "multi-domain"), protocols=("linear probe",), fractions=(1.0,), seeds=(0,),
+                                pretrain_steps=2, batch_size=16, sup_epochs=1, ft_epochs=1, width=8, out=str(tmp_path), progress=False)
+    df, prov = run_label_efficiency(cfg)
+    ssl = df[df.method == "multitask"]
+    assert set(ssl.pool) == {"others", "multi-domain"} and len(ssl) == 2 * 2
+    assert (ssl[ssl.pool == "others"].pretrain_images == 48).all() and (ssl[ssl.pool == "multi-domain"].pretrain_images == 96).all()
+    assert prov["others_pools"]["breastmnist"]["flags"] == ["retinamnist"] and prov["others_pools"]["retinamnist"]["flags"] == ["breastmnist"]
+    s = summarize_label_efficiency(df)
+    assert "best SSL setting" not in answer_questions(s, paired_label_efficiency(df))   # labelled pretraining is never counted as SSL
+    with pytest.raises(MedSSLError, match="'others' pool of breastmnist is empty"):
+        run_label_efficiency(LabelEfficiencyConfig(**{**cfg.__dict__, "datasets": ("breastmnist",), "out": str(tmp_path / "one")}))

@@ -9,6 +9,7 @@ from medssl_nb.data import synthetic
 from medssl_nb.backbones import ResNet
 from medssl_nb.fit import fit, FitConfig
 from medssl_nb.methods.base import collapse_floor
+from medssl_nb.methods.hybrid import task_targets
 
 NAMES = sorted(METHODS)
 
@@ -35,6 +36,19 @@ TEST_KWARGS: dict = {}
 TEST_EPOCHS = {"mocov2": 40, "dino3d": 5, "sliceposition": 6}
 LOSS_CHECKS = {"mocov2": lambda m, h: h[-1]["loss"] < math.log(len(m.queue) + 1) - 0.1 and h[-1]["loss"] < max(e["loss"] for e in h) - 0.1,
                "dino3d": lambda m, h: h[-1]["dino_kl"] < h[0]["dino_kl"]}
+
+# Methods that learn from labels as well (multi-task pretraining) get the phantoms' classes as their one task.
+LABELLED = {n for n in NAMES if getattr(METHODS[n], "needs_labels", False)}
+TEST_KWARGS.update({n: {"tasks": [{"name": "phantoms", "task": "binary-class", "n_classes": 2}]} for n in LABELLED})
+
+def targets_for(name, d, n):
+    "The first `n` rows of `d`'s training labels as `task_targets` for a method that learns from labels; None for the others."
+    return task_targets([d])[0][:n] if name in LABELLED else None
+
+def loss_of(m, name, d, n):
+    "The method's loss on the first `n` training images of `d` (and their labels, where the method learns from them)."
+    x = d.train.x[:n]
+    return m.loss(x) if name not in LABELLED else m.loss(x, targets_for(name, d, n))
 
 def build(name, in_chans=1, seed=0):
     set_seed(seed); return build_method(name, encoder_for(METHODS[name], in_chans), **TEST_KWARGS.get(name, {}))
@@ -73,8 +87,7 @@ def test_loss_is_finite_and_reaches_the_encoder(name, chans, data1, data3, vol1,
         with pytest.raises(MedSSLError): build(name, 1).loss(data1.train.x[:16])
         return
     m = build(name, chans); m.train()
-    x = data_for(name, chans, data1, data3, vol1, vol3).train.x[:16]
-    out = m.loss(x)
+    out = loss_of(m, name, data_for(name, chans, data1, data3, vol1, vol3), 16)
     assert torch.isfinite(out["loss"]) and out["loss"].ndim == 0
     assert out["emb"].shape[0] == 16 and out["emb"].ndim == 2
     out["loss"].backward()
@@ -88,7 +101,8 @@ def test_short_fit_learns_without_collapse(name, data1, data3, vol1, vol3):
     cls = METHODS[name]; rgb = getattr(cls, "requires_rgb", False)
     d = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3)
     bs, lr = (16, 1e-3) if is_3d(cls) else (32, 2e-3)
-    res = fit(build(name, 3 if rgb else 1), d.train.x, FitConfig(epochs=TEST_EPOCHS.get(name, 4), batch_size=bs, lr=lr, warmup_epochs=0.5, progress=False))
+    res = fit(build(name, 3 if rgb else 1), d.train.x, FitConfig(epochs=TEST_EPOCHS.get(name, 4), batch_size=bs, lr=lr, warmup_epochs=0.5, progress=False),
+              targets=targets_for(name, d, len(d.train.x)))
     h = res.history
     assert all(math.isfinite(e["loss"]) for e in h)
     losses = [round(e["loss"], 4) for e in h]
@@ -100,11 +114,12 @@ def test_short_fit_learns_without_collapse(name, data1, data3, vol1, vol3):
 @pytest.mark.parametrize("name", NAMES)
 def test_resume_is_exact(name, data1, data3, vol1, vol3, tmp_path):
     rgb = getattr(METHODS[name], "requires_rgb", False)
-    x = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3).train.x[:64 if not is_3d(METHODS[name]) else 32]
+    d = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3); n = 64 if not is_3d(METHODS[name]) else 32
+    x, y = d.train.x[:n], targets_for(name, d, n)
     cfg = lambda d: FitConfig(epochs=2, batch_size=16, precision="fp32", ckpt_dir=str(d), progress=False)
-    straight = fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "a")).method
-    fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "b"), stop_after_epochs=1)
-    resumed = fit(build(name, 3 if rgb else 1, seed=123), x, cfg(tmp_path / "b"))
+    straight = fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "a"), targets=y).method
+    fit(build(name, 3 if rgb else 1), x, cfg(tmp_path / "b"), stop_after_epochs=1, targets=y)
+    resumed = fit(build(name, 3 if rgb else 1, seed=123), x, cfg(tmp_path / "b"), targets=y)
     assert resumed.resumed_from == 1
     a, b = straight.state_dict(), resumed.method.state_dict()
     assert a.keys() == b.keys()
@@ -132,11 +147,11 @@ def test_bf16_loss_matches_fp32_on_a_fixed_batch(name, data1, data3, vol1, vol3)
     "One batch, the same seed for the views, the same weights: the loss under bf16 autocast is finite and close to the fp32 loss."
     rgb = getattr(METHODS[name], "requires_rgb", False)
     m = build(name, 3 if rgb else 1); m.train()
-    x = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3).train.x[:16]
+    d = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3)
     loss = {}
     for p in ("fp32", "bf16"):
         mm = copy.deepcopy(m); set_seed(0)        # a copy each: some losses update queues or centres as they run
-        with autocast(p): loss[p] = mm.loss(x)["loss"].float().item()
+        with autocast(p): loss[p] = loss_of(mm, name, d, 16)["loss"].float().item()
     assert math.isfinite(loss["bf16"]), f"{name}: bf16 loss {loss['bf16']}"
     assert abs(loss["bf16"] - loss["fp32"]) <= BF16_REL * abs(loss["fp32"]) + BF16_ABS, f"{name}: bf16 {loss['bf16']:.5f} vs fp32 {loss['fp32']:.5f}"
 
@@ -144,9 +159,10 @@ def test_bf16_loss_matches_fp32_on_a_fixed_batch(name, data1, data3, vol1, vol3)
 def test_tiny_bf16_fit_is_finite_and_repeatable(name, data1, data3, vol1, vol3):
     "Three optimiser steps under bf16, twice from the same seed: finite, and the same losses bit for bit (past the first step, where zero-initialised residual scales have moved and every kernel sees real gradients)."
     rgb = getattr(METHODS[name], "requires_rgb", False)
-    x = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3).train.x[:48]
+    d = data_for(name, 3 if rgb else 1, data1, data3, vol1, vol3)
+    x, y = d.train.x[:48], targets_for(name, d, 48)
     cfg = FitConfig(epochs=1, batch_size=16, lr=1e-3, warmup_epochs=0.5, precision="bf16", progress=False)
-    runs = [fit(build(name, 3 if rgb else 1), x, cfg) for _ in range(2)]
+    runs = [fit(build(name, 3 if rgb else 1), x, cfg, targets=y) for _ in range(2)]
     assert runs[0].precision == "bf16" and all(math.isfinite(r.history[0]["loss"]) for r in runs)
     assert runs[0].history[0]["loss"] == runs[1].history[0]["loss"], f"{name}: two same-seed bf16 runs differ"
     a, b = runs[0].method.state_dict(), runs[1].method.state_dict()

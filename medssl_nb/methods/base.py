@@ -45,6 +45,7 @@ class SSLMethod(nn.Module):
     monotone_loss: bool = True         # False where the loss need not fall during training (adversarial games)
     sync_bn: bool = True               # under DDP, batch norm over the global batch (False where the method has its own answer)
     copy_target_buffers: bool = True   # momentum targets also copy the online batch-norm statistics (BYOL, DINO); MoCo keeps its own
+    needs_labels: bool = False         # True where loss(x, y) also learns from labels (fit's `targets`, one row per image)
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__: cls.__init__ = _recording_init(cls.__dict__["__init__"])
@@ -54,9 +55,9 @@ class SSLMethod(nn.Module):
         self._hparams: dict = {}
     def loss(self, x: torch.Tensor) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must implement loss(x) -> dict(loss=..., emb=...)")
-    def forward(self, x: torch.Tensor) -> dict:
-        "`loss(x)`: the call DistributedDataParallel wraps."
-        return self.loss(x)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
+        "`loss(x)`, or `loss(x, y)` for a method that `needs_labels`: the call DistributedDataParallel wraps."
+        return self.loss(x) if y is None else self.loss(x, y)
     def momentum_pairs(self) -> list:
         "The (target, online) module pairs that follow each other by EMA after every step; none by default."
         return []

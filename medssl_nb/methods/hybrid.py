@@ -20,8 +20,9 @@ from .volumetric import require_3d
 from .generative import corrupt
 
 # %% auto #0
-__all__ = ['DEFAULT_OBJECTIVES', 'shuffle_pieces', 'PuzzleHead', 'grid_cubes', 'Jigsaw3D', 'slab_layout', 'cut_slabs',
-           'SliceOrder', 'check_objectives', 'MultiPretext', 'PatchDiscriminator', 'DiRA']
+__all__ = ['DEFAULT_OBJECTIVES', 'TASK_KINDS', 'shuffle_pieces', 'PuzzleHead', 'grid_cubes', 'Jigsaw3D', 'slab_layout',
+           'cut_slabs', 'SliceOrder', 'check_objectives', 'MultiPretext', 'PatchDiscriminator', 'DiRA', 'task_targets',
+           'check_tasks', 'MultiTask']
 
 # %% ../../nbs/methods/18_hybrid.ipynb #2954a74a
 def shuffle_pieces(pieces: torch.Tensor, perms: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -164,6 +165,8 @@ def check_objectives(objectives: dict, kwargs: dict | None, ndim: int) -> tuple[
     names = [str(n).lower() for n in objectives]
     if len(set(names)) < len(names): raise MedSSLError(f"Objective names repeat (case-insensitive): {list(objectives)}. Give each method once, with its weight.")
     if "multipretext" in names: raise MedSSLError("MultiPretext cannot contain a MultiPretext: list all the objectives in one dict instead.")
+    labelled = [n for n in names if getattr(METHODS.get(n), "needs_labels", False)]
+    if labelled: raise MedSSLError(f"MultiPretext combines self-supervised objectives; {labelled} learn(s) from labels. Use MultiTask(tasks=..., ssl=...) to train labelled tasks beside a self-supervised loss.")
     unknown = [n for n in names if n not in METHODS]
     if unknown: raise MedSSLError(f"Unknown objective(s) {unknown}. Registered methods: {', '.join(sorted(set(METHODS) - {'multipretext'}))}.")
     bad = {n: w for n, w in zip(names, objectives.values()) if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w <= 0}
@@ -275,3 +278,82 @@ class DiRA(SSLMethod):
         if x.ndim != 4: raise NotApplicableError(f"DiRA here is 2D: expected (B, C, H, W) images, got shape {tuple(x.shape)}.")
         out = self.loss_of_views(*self.views(x)); out.pop("recon")
         return out
+
+# %% ../../nbs/methods/18_hybrid.ipynb #cb2da8fd
+TASK_KINDS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
+
+def task_targets(datas) -> tuple[torch.Tensor, list[dict]]:
+    "The training labels of several datasets as one int64 target tensor, in the order `data.pool_unlabeled` stacks their images: column 0 the task (the dataset's position), then its label (a class index, or a 0/1 vector for a multi-label set), padded with -1; and each task's name, kind and number of classes."
+    if not datas: raise MedSSLError("task_targets needs at least one labelled dataset.")
+    multi = lambda d: d.task.startswith("multi-label")
+    width = max(d.n_classes if multi(d) else 1 for d in datas)
+    rows, tasks = [], []
+    for i, d in enumerate(datas):
+        y = d.train.y.long().reshape(len(d.train.y), -1)
+        t = torch.full((len(y), 1 + width), -1, dtype=torch.long); t[:, 0] = i; t[:, 1:1 + y.shape[1]] = y
+        rows.append(t); tasks.append({"name": d.name, "task": d.task, "n_classes": int(d.n_classes)})
+    return torch.cat(rows), tasks
+
+def check_tasks(tasks) -> list[dict]:
+    "Validated task descriptions (name, task kind, number of classes); a clear error otherwise."
+    eg = "[{'name': 'breastmnist', 'task': 'binary-class', 'n_classes': 2}, ...] (task_targets(datasets)[1] builds it)"
+    if not tasks or not isinstance(tasks, (list, tuple)) or any(not isinstance(t, dict) for t in tasks):
+        raise MedSSLError(f"multitask learns labelled tasks: pass tasks as a list of dicts, e.g. {eg}; got {tasks!r}.")
+    out = []
+    for t in tasks:
+        if set(t) != {"name", "task", "n_classes"} or t["task"] not in TASK_KINDS or isinstance(t["n_classes"], bool) \
+           or not isinstance(t["n_classes"], int) or t["n_classes"] < 2:
+            raise MedSSLError(f"Each task needs exactly a name, a task kind in {TASK_KINDS} and n_classes >= 2, e.g. {eg}; got {t!r}.")
+        out.append(dict(t))
+    return out
+
+# %% ../../nbs/methods/18_hybrid.ipynb #f991e5cf
+@register_method
+class MultiTask(SSLMethod):
+    "UMedPT-style multi-task pretraining (Schäfer et al., Nat. Comput. Sci. 2024): one shared encoder, one linear head per labelled task, the sum of the tasks' mean losses in each step (what accumulating one backward pass per task gives), and optionally a weighted self-supervised loss on the same encoder."
+    name, needs_labels = "multitask", True
+    def __init__(self, encoder: nn.Module, tasks: list | None = None, ssl: str | None = None, ssl_weight: float = 1.0,
+                 ssl_kwargs: dict | None = None, views: ViewConfig | None = None):
+        tasks = check_tasks(tasks)
+        if ssl is not None:
+            ssl = str(ssl).lower()
+            if ssl not in METHODS or METHODS[ssl].needs_labels or ssl == "multipretext":
+                raise MedSSLError(f"ssl must name a registered self-supervised method (e.g. 'simclr'), got {ssl!r}.")
+            if isinstance(ssl_weight, bool) or not isinstance(ssl_weight, numbers.Real) or not math.isfinite(ssl_weight) or ssl_weight <= 0:
+                raise MedSSLError(f"ssl_weight must be a finite positive number, got {ssl_weight!r}; leave ssl=None to train on the tasks alone.")
+        super().__init__(encoder)
+        self.tasks, self.ssl_weight = tasks, float(ssl_weight)
+        self.heads = nn.ModuleList(nn.Linear(encoder.feat_dim, t["n_classes"]) for t in tasks)
+        # the supervised views: a random resized crop (at least half the image) and a flip, no intensity changes
+        self.augment = BatchAugment(views or ViewConfig(scale=(0.5, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+        self.ssl = METHODS[ssl](encoder, **(ssl_kwargs or {})) if ssl else None   # shares the encoder object
+        if self.ssl is not None: self.monotone_loss, self.sync_bn = self.ssl.monotone_loss, self.ssl.sync_bn
+
+    def task_loss(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        "Σ over the tasks present in the batch of the task's mean loss on features `f` (B, D), with `task_targets` rows `y`."
+        if y.ndim != 2 or len(y) != len(f): raise MedSSLError(f"targets must be task_targets rows (B, 1 + L) for the batch of {len(f)}, got shape {tuple(y.shape)}.")
+        task, total = y[:, 0], f.new_zeros((), dtype=torch.float32)
+        if ((task < 0) | (task >= len(self.tasks))).any():
+            raise MedSSLError(f"targets name tasks {sorted(set(task.tolist()))} but this method has {len(self.tasks)} heads; build it with the tasks of task_targets.")
+        for i, (t, head) in enumerate(zip(self.tasks, self.heads)):
+            logits, m = head(f).float(), task == i        # every head sees the batch (DDP: each parameter takes part in each step)
+            if not m.any(): total = total + 0.0 * logits.sum(); continue
+            if t["task"].startswith("multi-label"): total = total + F.binary_cross_entropy_with_logits(logits[m], y[m, 1:1 + t["n_classes"]].float())
+            else: total = total + F.cross_entropy(logits[m], y[m, 1])
+        return total
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
+        if y is None: raise MedSSLError("multitask learns from labels: call loss(x, y) with task_targets rows, or fit(..., targets=...).")
+        f = self.encoder(self.augment(x))                 # BatchAugment returns normalised views
+        out = {"task_loss": self.task_loss(f, y)}
+        if self.ssl is not None: out["ssl_loss"] = self.ssl.loss(x)["loss"].float()
+        loss = out["task_loss"] + (self.ssl_weight * out["ssl_loss"] if self.ssl is not None else 0.0)
+        return {"loss": loss, "emb": f, **{k: v.detach() for k, v in out.items()}}
+
+    def momentum_pairs(self) -> list: return self.ssl.momentum_pairs() if self.ssl is not None else []
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        if self.ssl is not None: self.ssl.on_step_end(step, total_steps)
+
+    def check_data(self, n_images: int, batch_size: int) -> None:
+        if self.ssl is not None: self.ssl.check_data(n_images, batch_size)

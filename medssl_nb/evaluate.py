@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from scipy import stats
 from tqdm.auto import tqdm
 from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format
-from .views import prepare
+from .views import prepare, BatchAugment, ViewConfig
 from .data import Split
 
 # %% auto #0
@@ -196,10 +196,11 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
 
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     device=None, encoder_lr: float | None = None, balance: str = "none") -> tuple[Classifier, list]:
+                     device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None) -> tuple[Classifier, list]:
     """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`); return the model of best validation AUC and the history.
     `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
-    appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives)."""
+    appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives).
+    `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images."""
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
     device = torch.device(device) if device else default_device()
@@ -217,12 +218,14 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     g = torch.Generator().manual_seed(seed)
     best_auc, best_state, hist = -1.0, None, []
     bs = min(batch_size, len(train))
+    views = BatchAugment(augment).to(device) if augment is not None else None
     for ep in tqdm(range(epochs), desc="supervised", disable=not progress, leave=False):
         model.train(); tot = 0.0
         perm = torch.randperm(len(train), generator=g) if draw_w is None else torch.multinomial(draw_w, len(train), replacement=True, generator=g)
         for i in range(0, len(train) - bs + 1, bs):  # drop the ragged last batch (BatchNorm needs > 1 example)
             idx = perm[i:i + bs]
-            xb, yb = prepare(train.x[idx].to(device)), train.y[idx].to(device)
+            xb, yb = train.x[idx].to(device), train.y[idx].to(device)
+            xb = prepare(xb) if views is None else views(xb)
             with autocast(precision, device):
                 logits = model(xb).float()
             loss = crit(logits, yb.float()) if multilabel else crit(logits, yb[:, 0])

@@ -64,6 +64,8 @@ PRESETS = {
     "cpu": LabelEfficiencyConfig(),
     # MedMNIST v2's supervised ResNet-18 (28) at 100 % labels, to compare with the paper's table
     "v2-resnet18": LabelEfficiencyConfig(methods=(), pools=(), fractions=(1.0,), seeds=(0, 1, 2), depth=18, width=64),
+    # the CPU mini version's supervised baseline alone, trained on the SSL methods' random views: the stronger baseline of the review's meta-analysis
+    "supervised-augmented": LabelEfficiencyConfig(methods=(), pools=(), sup_augment=True),
     # Bundele et al.-style: ResNet-50, 400 epochs of pretraining at batch 256, 64 px, 1/10/100 % labels, every 2D set
     "bundele": LabelEfficiencyConfig(datasets=tuple(f for f in INFO if f not in FLAGS_3D), methods=("simclr", "mocov2", "byol", "dino"),
                                      pools=("in-domain",), protocols=("linear probe", "fine-tune"), fractions=(0.01, 0.1, 1.0),

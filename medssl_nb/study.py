@@ -5,7 +5,7 @@
 # %% ../nbs/19_study.ipynb #7d013b84
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, replace, fields
 from pathlib import Path
 from typing import Callable
 import json
@@ -20,6 +20,7 @@ from .backbones import ResNet, ViT, suggest_patch
 from .methods import METHODS, build_method
 from .methods.base import collapse_floor
 from .methods.hybrid import task_targets
+from .views import ViewConfig
 from .fit import fit, FitConfig
 from .evaluate import embed, linear_probe, knn_predict, medmnist_metrics, fine_tune, train_supervised, predict_scores
 
@@ -83,6 +84,7 @@ class StudyBudget(StudyConfig, EncoderSettings, DataSettings):
     lr: float = 2e-3
     sup_epochs: int = 100            # MedMNIST v2: Adam, lr 1e-3, x0.1 at 50 % and 75 %, batch 128, best val AUC
     sup_lr: float = 1e-3
+    sup_augment: bool = False        # the supervised baseline trained on SSL's random views (ViewConfig()) instead of v2's plain images
     sup_batch: int = 128
     ft_epochs: int = 20              # fine-tuning: the v2 recipe, shorter, the encoder at ft_encoder_lr_mult x the head's lr
     ft_lr: float = 1e-3
@@ -233,7 +235,8 @@ def supervised_rows(budget: StudyBudget, d: MedData, seed: int, precision: str, 
         idx = label_subset(d.train.y, frac, seed=seed, multilabel=multilabel)
         t0 = time.perf_counter(); set_seed(seed)
         model, _ = train_supervised(budget.encoder(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes, epochs=budget.sup_epochs,
-                                    lr=budget.sup_lr, batch_size=budget.sup_batch, precision=budget.precision, seed=seed, progress=False, device=device)
+                                    lr=budget.sup_lr, batch_size=budget.sup_batch, precision=budget.precision, seed=seed, progress=False, device=device,
+                                    augment=ViewConfig() if getattr(budget, "sup_augment", False) else None)
         m = medmnist_metrics(d.test.y.numpy(), predict_scores(model, d.test.x, d.task, precision=precision), d.task)
         rows.append({"fraction": frac, "n_labels": len(idx), "protocol": "supervised", **m, "seconds": round(time.perf_counter() - t0, 2)})
     return rows
@@ -250,7 +253,9 @@ class RunLog:
         ident = json.loads(json.dumps(cfg.identity(), default=str))
         if self.cfg_path.exists():
             old = json.loads(self.cfg_path.read_text())
-            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+            # a setting added to the package after the folder was made, left at its default, keeps the old behaviour: not a difference
+            added = {f.name for f in fields(cfg) if f.name not in old and json.loads(json.dumps(f.default, default=str)) == ident.get(f.name)}
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k) and k not in added)
             if diff:
                 raise MedSSLError(f"{out} holds {self.csv.name} made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
                                   "Use another --out folder, or delete that folder to start over.")

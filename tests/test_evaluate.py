@@ -58,6 +58,18 @@ def test_embed_and_supervised_baseline_learn_synthetic():
     auc = medmnist_metrics(d.test.y, predict_scores(model, d.test.x, d.task), d.task)["auc"]
     assert len(hist) == 8 and auc > 0.8
 
+def test_supervised_baseline_with_augmentation_sees_random_views():
+    "augment=ViewConfig() trains on random views: the batches differ from v2's plain images (other weights), training still learns, and evaluation stays on the plain images."
+    from medssl_nb.views import ViewConfig
+    d = synthetic(n_train=256, n_val=32, n_test=64, seed=0)
+    run = lambda aug: (torch.manual_seed(0), train_supervised(ResNet(1, 10, width=8), d.train, d.val, d.task, 2, epochs=3, batch_size=32,
+                                                              progress=False, seed=0, augment=aug))[1]   # the same initial weights each time
+    (plain, hp), (aug, ha) = run(None), run(ViewConfig())
+    assert all(math.isfinite(h["loss"]) for h in ha) and ha[-1]["loss"] < ha[0]["loss"]
+    assert not torch.equal(plain.fc.weight, aug.fc.weight)
+    again, _ = run(ViewConfig())
+    assert torch.equal(aug.fc.weight, again.fc.weight)   # the views come from the seeded global state: repeatable
+
 def test_fine_tune_trains_a_copy_with_a_slower_encoder():
     "fine_tune leaves the pretrained encoder untouched, moves its copy, and runs the encoder at encoder_lr_mult x the head's lr."
     import copy, torch

@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_volumetric.ipynb #2fe37f4b
 from __future__ import annotations
-import json, time
+import json, math, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .core import MedSSLError, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
 from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
-from .backbones import ViT, ResNet, BatchNorm3dFp32
+from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32
 from .fit import fit, FitConfig
 from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci
 from .methods.base import build_method, collapse_floor, METHODS
@@ -26,7 +26,8 @@ from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encode
 # %% auto #0
 __all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d',
            'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric',
-           'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment',
+           'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'CrossAttention', 'SpatialPrior',
+           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'segmentation_experiment',
            'record_segmentation', 'load_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
@@ -277,6 +278,135 @@ def segment(head: SegmentationHead, x: torch.Tensor, batch_size: int = 32, preci
     for i in range(0, len(x), batch_size):
         with autocast(precision, dev): out.append(head(prepare(x[i:i + batch_size].to(dev))).float().argmax(1).cpu())
     return torch.cat(out)
+
+# %% ../nbs/21_volumetric.ipynb #17913ccd
+def _frozen(encoder: nn.Module, kind: str) -> nn.Module:
+    "A 3D ViT (tokens on a grid), put in eval mode with its parameters frozen, for a dense head; a clear error for anything else."
+    if getattr(encoder, "ndim", None) != 3 or not hasattr(encoder, "grid_for") or not hasattr(encoder, "blocks"):
+        raise MedSSLError(f"{kind} needs a 3D ViT encoder (tokens on a grid), got {type(encoder).__name__}.")
+    for p in encoder.parameters(): p.requires_grad_(False)
+    return encoder.eval()
+
+def _token_map(t: torch.Tensor, grid: tuple) -> torch.Tensor:
+    "Patch tokens (B, N, D) as a feature volume (B, D, *grid)."
+    return t.transpose(1, 2).reshape(len(t), t.shape[-1], *grid)
+
+class CrossAttention(nn.Module):
+    "Multi-head attention of pre-normalised queries `q` (B, Nq, D) over pre-normalised keys and values `kv` (B, Nk, D)."
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm_q, self.norm_kv = LayerNormFp32(dim, eps=1e-6), LayerNormFp32(dim, eps=1e-6)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        kv = self.norm_kv(kv).to(q.dtype)
+        return self.attn(self.norm_q(q).to(q.dtype), kv, kv, need_weights=False)[0]
+
+class SpatialPrior(nn.Module):
+    "ViT-Adapter's spatial prior module in 3D: a convolutional stem whose features at three scales (1/2, 1/4 and the ViT's token grid) are projected to the ViT's width."
+    def __init__(self, in_chans: int, dim: int, width: int = 16):
+        super().__init__()
+        conv = lambda ci, co, s: nn.Sequential(nn.Conv3d(ci, co, 3, stride=s, padding=1, bias=False), BatchNorm3dFp32(co), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(conv(in_chans, width, 1), conv(width, width, 2))
+        self.down1, self.down2 = conv(width, 2 * width, 2), conv(2 * width, 4 * width, 2)
+        self.proj = nn.ModuleList(nn.Conv3d(c, dim, 1) for c in (width, 2 * width, 4 * width))
+    def forward(self, x: torch.Tensor, grid: tuple) -> list:
+        c1 = self.stem(x); c2 = self.down1(c1); c3 = F.adaptive_avg_pool3d(self.down2(c2), grid)
+        return [p(c) for p, c in zip(self.proj, (c1, c2, c3))]
+
+class Injector(nn.Module):
+    "Spatial priors into the ViT: tokens + γ · CrossAttention(tokens, priors), γ starting at 0 so the pretrained ViT's features are untouched at first."
+    def __init__(self, dim: int, heads: int):
+        super().__init__(); self.ca, self.gamma = CrossAttention(dim, heads), nn.Parameter(torch.zeros(dim))
+    def forward(self, tokens: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        return tokens + self.gamma.to(tokens.dtype) * self.ca(tokens, prior)
+
+class Extractor(nn.Module):
+    "ViT features into the priors: priors + CrossAttention(priors, tokens), then a residual MLP."
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 0.25):
+        super().__init__()
+        self.ca, self.norm = CrossAttention(dim, heads), LayerNormFp32(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+    def forward(self, prior: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        prior = prior + self.ca(prior, tokens)
+        return prior + self.mlp(self.norm(prior).to(prior.dtype))
+
+class ViTAdapter(nn.Module):
+    "ViT-Adapter (Chen et al., ICLR 2023) around a frozen 3D ViT, as 3DINO uses it for segmentation: a spatial prior module, and before each of `n_interactions` groups of ViT blocks an injector (tokens attend to the priors), after it an extractor (priors attend to the tokens); returns multi-scale feature volumes (1/2, 1/4, token grid), the last with the ViT's own output added. Dense attention replaces the paper's deformable attention (the volumes here are small)."
+    def __init__(self, encoder: nn.Module, n_interactions: int = 2, width: int = 16, heads: int | None = None):
+        super().__init__()
+        self.encoder = _frozen(encoder, "ViTAdapter"); dim, depth = encoder.dim, len(encoder.blocks)
+        if not 1 <= n_interactions <= depth: raise MedSSLError(f"n_interactions must be between 1 and the ViT's depth {depth}, got {n_interactions}.")
+        heads = heads or encoder.heads
+        cut = [round(i * depth / n_interactions) for i in range(n_interactions + 1)]
+        self.groups = list(zip(cut[:-1], cut[1:]))
+        self.spm = SpatialPrior(encoder.in_chans, dim, width)
+        self.injectors = nn.ModuleList(Injector(dim, heads) for _ in self.groups)
+        self.extractors = nn.ModuleList(Extractor(dim, heads) for _ in self.groups)
+        self.level_embed = nn.Parameter(torch.zeros(3, dim))     # tells the three scales apart once they are flattened together
+        self.out_norm = nn.ModuleList(BatchNorm3dFp32(dim) for _ in range(3))
+
+    def train(self, mode: bool = True):
+        super().train(mode); self.encoder.eval(); return self
+
+    def forward(self, x: torch.Tensor) -> list:
+        enc, grid = self.encoder, self.encoder.grid_for(x)
+        maps = self.spm(x, grid); shapes = [m.shape[2:] for m in maps]
+        prior = torch.cat([m.flatten(2).transpose(1, 2) + self.level_embed[i].to(m.dtype) for i, m in enumerate(maps)], 1)
+        tokens = enc.add_cls(enc.patch_embed(x)); n_cls = tokens.shape[1] - math.prod(grid)
+        for (lo, hi), inj, ext in zip(self.groups, self.injectors, self.extractors):
+            tokens = torch.cat([tokens[:, :n_cls], inj(tokens[:, n_cls:], prior.to(tokens.dtype))], 1)
+            for b in enc.blocks[lo:hi]: tokens = b(tokens)
+            prior = ext(prior.to(tokens.dtype), tokens[:, n_cls:])
+        out = _token_map(enc.norm(tokens)[:, n_cls:], grid)
+        sizes = [math.prod(s) for s in shapes]
+        feats = [_token_map(p, s) for p, s in zip(prior.split(sizes, 1), shapes)]
+        feats[-1] = feats[-1] + out.to(feats[-1].dtype)
+        return [n(f) for n, f in zip(self.out_norm, feats)]
+
+class AdapterSegmentationHead(nn.Module):
+    "A voxel classifier on a frozen 3D ViT through a `ViTAdapter`: the three feature scales merged top-down (each upsampled and added to the next, as in a feature pyramid), then upsampled to the input and classified."
+    def __init__(self, encoder: nn.Module, n_classes: int, hidden: int = 32, n_interactions: int = 2, width: int = 16):
+        super().__init__()
+        self.adapter = ViTAdapter(encoder, n_interactions, width); self.encoder = self.adapter.encoder
+        self.lateral = nn.ModuleList(nn.Conv3d(encoder.dim, hidden, 1) for _ in range(3))
+        self.classifier = nn.Sequential(nn.Conv3d(hidden, hidden, 3, padding=1), BatchNorm3dFp32(hidden), nn.ReLU(inplace=True), nn.Conv3d(hidden, n_classes, 1))
+    def train(self, mode: bool = True):
+        super().train(mode); self.encoder.eval(); return self
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = [l(m) for l, m in zip(self.lateral, self.adapter(x))]
+        y = f[2]
+        for m in (f[1], f[0]): y = m + F.interpolate(y, size=m.shape[2:], mode="trilinear", align_corners=False)
+        return self.classifier(F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False))
+
+class UNETRHead(nn.Module):
+    "MONAI's UNETR decoder (Hatamizadeh et al., WACV 2022) on a frozen 3D ViT: hidden states from evenly spaced blocks, each upsampled to its own scale by MONAI's `UnetrPrUpBlock`, merged on the way up by `UnetrUpBlock`, with a convolutional path on the input. One ×2 step per level, as many levels as the patch needs (7 → 3 levels: the decoder runs at 2³× the token grid and its logits are resized to the input)."
+    def __init__(self, encoder: nn.Module, n_classes: int, feature_size: int = 8, norm_name: str = "instance"):
+        super().__init__()
+        from monai.networks.blocks import UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock, UnetOutBlock
+        self.encoder = _frozen(encoder, "UNETRHead"); D, depth = encoder.dim, len(encoder.blocks)
+        L = max(1, math.ceil(math.log2(encoder.patch)))
+        self.levels = L
+        self.taps = [max(0, round(depth * (L - j) / L) - 1) for j in range(1, L)]   # deepest block for the coarsest skip, as UNETR's 9, 6, 3 of 12
+        ch = lambda j: feature_size * 2 ** (L - j)
+        self.skips = nn.ModuleList(UnetrPrUpBlock(3, D, ch(j), num_layer=j - 1, kernel_size=3, stride=1, upsample_kernel_size=2, norm_name=norm_name)
+                                   for j in range(1, L))
+        self.enc1 = UnetrBasicBlock(3, encoder.in_chans, feature_size, kernel_size=3, stride=1, norm_name=norm_name, res_block=True)
+        self.ups = nn.ModuleList(UnetrUpBlock(3, D if j == 1 else ch(j - 1), ch(j), kernel_size=3, upsample_kernel_size=2, norm_name=norm_name, res_block=True)
+                                 for j in range(1, L + 1))
+        self.out = UnetOutBlock(3, feature_size, n_classes)
+    def train(self, mode: bool = True):
+        super().train(mode); self.encoder.eval(); return self
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        enc, grid = self.encoder, self.encoder.grid_for(x)
+        tokens = enc.add_cls(enc.patch_embed(x)); n_cls = tokens.shape[1] - math.prod(grid); hidden = []
+        for b in enc.blocks: tokens = b(tokens); hidden.append(tokens[:, n_cls:])
+        y = _token_map(enc.norm(tokens)[:, n_cls:], grid)
+        full = tuple(g * 2 ** self.levels for g in grid)
+        xin = x if tuple(x.shape[2:]) == full else F.interpolate(x, size=full, mode="trilinear", align_corners=False)
+        skips = [s(_token_map(hidden[t], grid)) for s, t in zip(self.skips, self.taps)] + [self.enc1(xin)]
+        for up, s in zip(self.ups, skips): y = up(y, s.to(y.dtype))
+        y = self.out(y)
+        return y if tuple(y.shape[2:]) == tuple(x.shape[2:]) else F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
 
 # %% ../nbs/21_volumetric.ipynb #c96ff4f8
 SEG_CPU = dict(n_train=160, n_test=48, vit_dim=96, vit_depth=4, vit_heads=3, pretrain_epochs=15, head_epochs=10)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import MedSSLError, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
+from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
 from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32
@@ -24,11 +24,13 @@ from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d',
-           'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric',
-           'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'CrossAttention', 'SpatialPrior',
-           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'segmentation_experiment',
-           'record_segmentation', 'load_segmentation']
+__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_ENCODERS', 'SEG_HEADS', 'SEG_CPU', 'VolumetricConfig', 'load_volumes',
+           'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
+           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'CrossAttention',
+           'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead',
+           'SegmentationStudyConfig', 'labelled_volumes', 'seg_loss', 'train_dense', 'dice_per_class',
+           'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study', 'summarize_segmentation',
+           'segmentation_experiment', 'record_segmentation', 'load_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
 V_METHODS = ("dino3d", "mae", "sliceposition")
@@ -407,6 +409,139 @@ class UNETRHead(nn.Module):
         for up, s in zip(self.ups, skips): y = up(y, s.to(y.dtype))
         y = self.out(y)
         return y if tuple(y.shape[2:]) == tuple(x.shape[2:]) else F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
+
+# %% ../nbs/21_volumetric.ipynb #d7983cc9
+SEG_ENCODERS = ("random-init", "dino3d", "mae")
+SEG_HEADS = {"head": lambda enc, k: SegmentationHead(enc, k), "conv adapter": lambda enc, k: SegmentationHead(enc, k, adapter=True),
+             "vit-adapter": lambda enc, k: AdapterSegmentationHead(enc, k), "unetr": lambda enc, k: UNETRHead(enc, k)}
+
+@dataclass
+class SegmentationStudyConfig(Settings):
+    "Settings of `medssl study segmentation`: few-label segmentation of the 3D phantoms' organ and lesion on frozen ViTs (random init, DINO3D, 3D MAE) under several dense heads, beside a U-Net trained from scratch."
+    n_train: int = 160                # phantoms with voxel masks; the labelled fraction is drawn from these
+    n_test: int = 48
+    encoders: tuple = SEG_ENCODERS
+    heads: tuple = ("head", "vit-adapter", "unetr")
+    fractions: tuple = (0.1, 0.25, 0.5, 1.0)
+    seeds: tuple = (0, 1, 2)
+    vit_dim: int = 96
+    vit_depth: int = 4
+    vit_heads: int = 3
+    pretrain_epochs: int = 15
+    head_steps: int = 100             # optimiser steps of every head, whatever the number of labelled volumes (10 epochs at 100 %)
+    head_lr: float = 2e-3
+    batch_size: int = 16
+    dice_loss: bool = True            # cross-entropy + MONAI's DiceLoss (False: cross-entropy alone)
+    unet_baseline: bool = True        # MONAI's BasicUNet trained from scratch on the same labelled volumes, for the same steps
+    precision: str = "auto"
+    out: str = "results/segmentation"
+    progress: bool = True
+    _volatile = ("encoders", "heads", "seeds", "out", "progress")
+
+    def validate(self):
+        bad = [e for e in self.encoders if e not in SEG_ENCODERS]
+        if bad: raise MedSSLError(f"Unknown encoder(s) {bad}; use {SEG_ENCODERS}.")
+        bad = [h for h in self.heads if h not in SEG_HEADS]
+        if bad: raise MedSSLError(f"Unknown head(s) {bad}; use {tuple(SEG_HEADS)}.")
+        check_fractions(self.fractions)
+        if min(self.n_train, self.n_test, self.pretrain_epochs, self.head_steps, self.batch_size) < 1 or not self.seeds:
+            raise MedSSLError("n_train, n_test, pretrain_epochs, head_steps and batch_size must be >= 1, with at least one seed.")
+        if round(min(self.fractions) * self.n_train) < 2: raise MedSSLError(f"{min(self.fractions):.0%} of {self.n_train} phantoms is fewer than 2 labelled volumes; raise n_train or the fraction.")
+        return self
+
+def labelled_volumes(n: int, fraction: float, seed: int) -> torch.Tensor:
+    "The labelled volumes of a fraction: the first round(fraction × n) of a seeded permutation, so that a smaller fraction's volumes are among a larger one's."
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max(2, round(fraction * n))]
+
+def seg_loss(dice: bool):
+    "Voxel-wise cross-entropy, plus MONAI's soft Dice loss when `dice`."
+    from monai.losses import DiceLoss
+    dl = DiceLoss(softmax=True, to_onehot_y=True) if dice else None
+    return lambda logits, m: F.cross_entropy(logits, m) + (dl(logits, m[:, None]) if dl is not None else 0.0)
+
+def train_dense(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, steps: int, lr: float, batch_size: int, seed: int,
+                dice: bool = True, precision: str = "auto") -> list[float]:
+    "Train the trainable parameters of `net` (a head on a frozen encoder, or a whole U-Net) for `steps` AdamW steps on uint8 volumes `x` and label volumes `mask`; returns the loss of each step."
+    torch.manual_seed(seed); dev = next(net.parameters()).device; loss_fn = seg_loss(dice)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(seed); hist, order = [], torch.empty(0, dtype=torch.long)
+    net.train()
+    for _ in range(steps):
+        if len(order) < min(batch_size, len(x)): order = torch.cat([order, torch.randperm(len(x), generator=g)])
+        idx, order = order[:min(batch_size, len(x))], order[min(batch_size, len(x)):]
+        with autocast(precision, dev): logits = net(prepare(x[idx].to(dev))).float()
+        loss = loss_fn(logits, mask[idx].to(dev))
+        if not torch.isfinite(loss): raise MedSSLError(f"Segmentation training diverged (loss {loss.item()}); lower head_lr or use precision='fp32'.")
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); hist.append(loss.item())
+    return hist
+
+def dice_per_class(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, n_classes: int = 3) -> dict:
+    "MONAI's DiceMetric per test volume, averaged over volumes, for each foreground class (organ, lesion)."
+    from monai.metrics import DiceMetric
+    pred = segment(net, x)
+    onehot = lambda v: F.one_hot(v.long(), n_classes).movedim(-1, 1).float()
+    d = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(onehot(pred), onehot(mask))
+    m = torch.nanmean(d, 0)
+    return {"dice_organ": float(m[0]), "dice_lesion": float(m[1])}
+
+def segmentation_encoder(cfg: SegmentationStudyConfig, name: str, seed: int, tr: dict) -> nn.Module:
+    "The 3D ViT of one encoder and seed: at random init, or pretrained on every training phantom (images only, no masks) with DINO3D or 3D MAE."
+    set_seed(seed); vit = ViT(1, 28, 7, dim=cfg.vit_dim, depth=cfg.vit_depth, heads=cfg.vit_heads, ndim=3, pool="cls")
+    if name == "random-init": return vit
+    return fit(build_method(name, vit), tr["x"], FitConfig(epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, lr=1e-3, warmup_epochs=1,
+                                                           precision=cfg.precision, seed=seed, progress=False)).method.encoder
+
+class PaddedUNet(nn.Module):
+    "MONAI's `UNet` (three ×2 levels, one residual unit each) trained from scratch; input padded to a multiple of 8 voxels and the logits cropped back, so that odd sizes such as 28³ pass its down- and upsampling."
+    def __init__(self, in_chans: int = 1, n_classes: int = 3, channels: tuple = (8, 16, 32, 64)):
+        super().__init__()
+        from monai.networks.nets import UNet
+        self.net = UNet(spatial_dims=3, in_channels=in_chans, out_channels=n_classes, channels=channels, strides=(2,) * (len(channels) - 1), num_res_units=1)
+        self.mult = 2 ** (len(channels) - 1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        S = x.shape[2:]; pad = [p for s in reversed(S) for p in (0, (-s) % self.mult)]
+        y = self.net(F.pad(x, pad))
+        return y[(...,) + tuple(slice(0, s) for s in S)]
+
+def _seg_unit(cfg: SegmentationStudyConfig, unit: str, seed: int, tr: dict, te: dict) -> list[dict]:
+    "One encoder (pretrained once) under every head at every fraction; or the U-Net from scratch at every fraction."
+    rows, enc = [], None if unit == "unet" else segmentation_encoder(cfg, unit, seed, tr)
+    for frac in cfg.fractions:
+        idx = labelled_volumes(cfg.n_train, frac, seed)
+        for head in (("U-Net from scratch",) if unit == "unet" else cfg.heads):
+            set_seed(seed)
+            net = PaddedUNet() if unit == "unet" else SEG_HEADS[head](enc, 3)
+            t0 = time.perf_counter()
+            hist = train_dense(net, tr["x"][idx], tr["mask"][idx], cfg.head_steps, cfg.head_lr, cfg.batch_size, seed, cfg.dice_loss, cfg.precision)
+            d = dice_per_class(net, te["x"], te["mask"])
+            rows.append({"encoder": "none" if unit == "unet" else unit, "head": head, "fraction": frac, "n_labelled": len(idx), **d,
+                         "dice_mean": (d["dice_organ"] + d["dice_lesion"]) / 2, "final_loss": hist[-1],
+                         "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad), "seconds": round(time.perf_counter() - t0, 1)})
+    return rows
+
+def run_segmentation_study(cfg: SegmentationStudyConfig) -> tuple[pd.DataFrame, dict]:
+    "Run (or continue) the few-label segmentation study; each finished unit (an encoder and seed, or the U-Net and seed) is appended to `<out>/segmentation_study.csv` at once. Returns (runs, provenance)."
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    tr, te = phantom_segmentation(n=cfg.n_train, seed=1), phantom_segmentation(n=cfg.n_test, seed=2)
+    log = RunLog(out, cfg, "segmentation_study.csv", "segmentation_study_config.json")
+    units = [("phantoms", u, s) for s in cfg.seeds for u in tuple(cfg.encoders) + (("unet",) if cfg.unet_baseline else ())]
+    df = run_units(log, units, lambda flag, unit, seed: _seg_unit(cfg, unit, seed, tr, te), "segmentation", cfg.progress)
+    df = df[df.seed.isin(cfg.seeds)].reset_index(drop=True)
+    prov = provenance(command="medssl study segmentation", config=asdict(cfg), seeds=list(cfg.seeds), wall_time_this_call_s=round(time.perf_counter() - t0, 1))
+    atomic_write_text(json.dumps(prov, indent=2, default=str), out / "segmentation_study_provenance.json")
+    if "dice_mean" in df: atomic_write_text(summarize_segmentation(df).to_csv(index=False), out / "segmentation_study_summary.csv")
+    return df, prov
+
+def summarize_segmentation(df: pd.DataFrame) -> pd.DataFrame:
+    "Mean ± 95 % t-interval over seeds of each Dice, per encoder, head and labelled fraction."
+    ok = df[df.get("status", pd.Series("ok", index=df.index)).ne("failed")] if "status" in df else df
+    rows = []
+    for (enc, head, frac), g in ok.groupby(["encoder", "head", "fraction"], sort=False):
+        r = {"encoder": enc, "head": head, "fraction": frac, "n_labelled": int(g.n_labelled.iloc[0]), "seeds": len(g)}
+        for m in ("dice_organ", "dice_lesion", "dice_mean"):
+            s = mean_ci(g[m]); r |= {f"{m}_mean": s["mean"], f"{m}_ci95": s["ci"]}
+        rows.append(r)
+    return pd.DataFrame(rows)
 
 # %% ../nbs/21_volumetric.ipynb #c96ff4f8
 SEG_CPU = dict(n_train=160, n_test=48, vit_dim=96, vit_depth=4, vit_heads=3, pretrain_epochs=15, head_epochs=10)

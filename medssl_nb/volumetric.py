@@ -24,13 +24,13 @@ from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_ENCODERS', 'SEG_HEADS', 'SEG_CPU', 'VolumetricConfig', 'load_volumes',
+__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS', 'VolumetricConfig', 'load_volumes',
            'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
-           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'CrossAttention',
-           'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead',
-           'SegmentationStudyConfig', 'labelled_volumes', 'seg_loss', 'train_dense', 'dice_per_class',
-           'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study', 'summarize_segmentation',
-           'segmentation_experiment', 'record_segmentation', 'load_segmentation']
+           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
+           'segmentation_experiment', 'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior',
+           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig',
+           'labelled_volumes', 'seg_loss', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
+           'run_segmentation_study', 'summarize_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
 V_METHODS = ("dino3d", "mae", "sliceposition")
@@ -280,6 +280,57 @@ def segment(head: SegmentationHead, x: torch.Tensor, batch_size: int = 32, preci
     for i in range(0, len(x), batch_size):
         with autocast(precision, dev): out.append(head(prepare(x[i:i + batch_size].to(dev))).float().argmax(1).cpu())
     return torch.cat(out)
+
+# %% ../nbs/21_volumetric.ipynb #c96ff4f8
+SEG_CPU = dict(n_train=160, n_test=48, vit_dim=96, vit_depth=4, vit_heads=3, pretrain_epochs=15, head_epochs=10)
+
+def segmentation_experiment(seg: dict = SEG_CPU, seed: int = 0, n_show: int = 4, progress: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Pretrain DINO3D on 3D phantoms, then train a segmentation head with and without the adapter on the frozen DINO3D ViT and on a
+    random-init one; returns the Dice table and, for pictures, arrays of `n_show` held-out phantoms: centre slices, true and predicted
+    masks (DINO3D heads), and each patch token's 3 leading principal components as RGB on the token grid's centre plane."""
+    t0 = time.perf_counter()
+    tr, te = phantom_segmentation(n=seg["n_train"], seed=1), phantom_segmentation(n=seg["n_test"], seed=2)
+    def vit(): return ViT(1, 28, 7, dim=seg["vit_dim"], depth=seg["vit_depth"], heads=seg["vit_heads"], ndim=3, pool="cls")
+    set_seed(seed)
+    dino = fit(DINO3D(vit()), tr["x"], FitConfig(epochs=seg["pretrain_epochs"], batch_size=16, lr=1e-3, warmup_epochs=1, progress=progress)).method.encoder
+    set_seed(seed); rand = vit()
+    rows, preds = [], {}
+    for enc_name, enc in (("DINO3D-pretrained ViT", dino), ("random-init ViT", rand)):
+        for adapter in (False, True):
+            set_seed(seed); head = SegmentationHead(enc, 3, adapter=adapter)
+            hist = train_segmentation(head, tr["x"], tr["mask"], epochs=seg["head_epochs"], progress=progress)
+            pred = segment(head, te["x"])
+            if enc is dino: preds["pred_adapter" if adapter else "pred_head"] = pred[:n_show, 14].numpy().astype(np.uint8)
+            _, d_organ, d_lesion = dice_scores(pred, te["mask"], 3)
+            rows.append({"encoder": enc_name, "head": "head + adapter" if adapter else "head only", "Dice organ": d_organ, "Dice lesion": d_lesion,
+                         "final loss": hist[-1], "trainable params": sum(q.numel() for q in head.parameters() if q.requires_grad)})
+    with torch.no_grad(): tok = dino.eval().forward_features(prepare(te["x"][:n_show]))["tokens"].float()
+    flat = tok.reshape(-1, tok.shape[-1]); flat = flat - flat.mean(0)
+    torch.manual_seed(seed); _, _, V = torch.pca_lowrank(flat, q=3); rgb = flat @ V[:, :3]
+    rgb = (rgb - rgb.min(0).values) / (rgb.max(0).values - rgb.min(0).values + 1e-6)
+    g = dino.grid_for(te["x"][:1]); rgb = rgb.reshape(n_show, *g, 3)[:, g[0] // 2]                  # centre plane of the token grid
+    rgb = F.interpolate(rgb.permute(0, 3, 1, 2), size=(28, 28), mode="nearest").permute(0, 2, 3, 1)
+    pics = {"image": te["x"][:n_show, 0, 14].numpy(), "mask": te["mask"][:n_show, 14].numpy().astype(np.uint8), **preds,
+            "token_pca": rgb.numpy().astype(np.float32), "seconds": np.float64(time.perf_counter() - t0)}
+    return pd.DataFrame(rows), pics
+
+def record_segmentation(out: str | Path = "results/volumetric", seg: dict = SEG_CPU, seed: int = 0) -> pd.DataFrame:
+    "Run `segmentation_experiment` and write `segmentation.csv`, `segmentation_pictures.npz` and `segmentation_provenance.json` into `out`."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    df, pics = segmentation_experiment(seg, seed)
+    with atomic_write(out / "segmentation_pictures.npz") as f: np.savez_compressed(f, **pics)
+    atomic_write_text(json.dumps(provenance(seed=seed, config=seg, wall_s=round(float(pics["seconds"]), 1),
+                                            command=f"medssl_nb.volumetric.record_segmentation(out={str(out)!r}, seed={seed})"), indent=2), out / "segmentation_provenance.json")
+    atomic_write_text(df.to_csv(index=False), out / "segmentation.csv")
+    return df
+
+def load_segmentation(rec: str | Path) -> tuple[pd.DataFrame, dict]:
+    "The recorded segmentation experiment in `rec`: its Dice table and its picture arrays."
+    rec = Path(rec)
+    if not (rec / "segmentation.csv").exists():
+        raise MedSSLError(f"No recorded segmentation experiment in {rec}: run `record_segmentation({str(rec)!r})`, or set LIVE = True to run it here.")
+    with np.load(rec / "segmentation_pictures.npz") as z: pics = {k: z[k] for k in z.files}
+    return pd.read_csv(rec / "segmentation.csv"), pics
 
 # %% ../nbs/21_volumetric.ipynb #17913ccd
 def _frozen(encoder: nn.Module, kind: str) -> nn.Module:
@@ -542,54 +593,3 @@ def summarize_segmentation(df: pd.DataFrame) -> pd.DataFrame:
             s = mean_ci(g[m]); r |= {f"{m}_mean": s["mean"], f"{m}_ci95": s["ci"]}
         rows.append(r)
     return pd.DataFrame(rows)
-
-# %% ../nbs/21_volumetric.ipynb #c96ff4f8
-SEG_CPU = dict(n_train=160, n_test=48, vit_dim=96, vit_depth=4, vit_heads=3, pretrain_epochs=15, head_epochs=10)
-
-def segmentation_experiment(seg: dict = SEG_CPU, seed: int = 0, n_show: int = 4, progress: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Pretrain DINO3D on 3D phantoms, then train a segmentation head with and without the adapter on the frozen DINO3D ViT and on a
-    random-init one; returns the Dice table and, for pictures, arrays of `n_show` held-out phantoms: centre slices, true and predicted
-    masks (DINO3D heads), and each patch token's 3 leading principal components as RGB on the token grid's centre plane."""
-    t0 = time.perf_counter()
-    tr, te = phantom_segmentation(n=seg["n_train"], seed=1), phantom_segmentation(n=seg["n_test"], seed=2)
-    def vit(): return ViT(1, 28, 7, dim=seg["vit_dim"], depth=seg["vit_depth"], heads=seg["vit_heads"], ndim=3, pool="cls")
-    set_seed(seed)
-    dino = fit(DINO3D(vit()), tr["x"], FitConfig(epochs=seg["pretrain_epochs"], batch_size=16, lr=1e-3, warmup_epochs=1, progress=progress)).method.encoder
-    set_seed(seed); rand = vit()
-    rows, preds = [], {}
-    for enc_name, enc in (("DINO3D-pretrained ViT", dino), ("random-init ViT", rand)):
-        for adapter in (False, True):
-            set_seed(seed); head = SegmentationHead(enc, 3, adapter=adapter)
-            hist = train_segmentation(head, tr["x"], tr["mask"], epochs=seg["head_epochs"], progress=progress)
-            pred = segment(head, te["x"])
-            if enc is dino: preds["pred_adapter" if adapter else "pred_head"] = pred[:n_show, 14].numpy().astype(np.uint8)
-            _, d_organ, d_lesion = dice_scores(pred, te["mask"], 3)
-            rows.append({"encoder": enc_name, "head": "head + adapter" if adapter else "head only", "Dice organ": d_organ, "Dice lesion": d_lesion,
-                         "final loss": hist[-1], "trainable params": sum(q.numel() for q in head.parameters() if q.requires_grad)})
-    with torch.no_grad(): tok = dino.eval().forward_features(prepare(te["x"][:n_show]))["tokens"].float()
-    flat = tok.reshape(-1, tok.shape[-1]); flat = flat - flat.mean(0)
-    torch.manual_seed(seed); _, _, V = torch.pca_lowrank(flat, q=3); rgb = flat @ V[:, :3]
-    rgb = (rgb - rgb.min(0).values) / (rgb.max(0).values - rgb.min(0).values + 1e-6)
-    g = dino.grid_for(te["x"][:1]); rgb = rgb.reshape(n_show, *g, 3)[:, g[0] // 2]                  # centre plane of the token grid
-    rgb = F.interpolate(rgb.permute(0, 3, 1, 2), size=(28, 28), mode="nearest").permute(0, 2, 3, 1)
-    pics = {"image": te["x"][:n_show, 0, 14].numpy(), "mask": te["mask"][:n_show, 14].numpy().astype(np.uint8), **preds,
-            "token_pca": rgb.numpy().astype(np.float32), "seconds": np.float64(time.perf_counter() - t0)}
-    return pd.DataFrame(rows), pics
-
-def record_segmentation(out: str | Path = "results/volumetric", seg: dict = SEG_CPU, seed: int = 0) -> pd.DataFrame:
-    "Run `segmentation_experiment` and write `segmentation.csv`, `segmentation_pictures.npz` and `segmentation_provenance.json` into `out`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    df, pics = segmentation_experiment(seg, seed)
-    with atomic_write(out / "segmentation_pictures.npz") as f: np.savez_compressed(f, **pics)
-    atomic_write_text(json.dumps(provenance(seed=seed, config=seg, wall_s=round(float(pics["seconds"]), 1),
-                                            command=f"medssl_nb.volumetric.record_segmentation(out={str(out)!r}, seed={seed})"), indent=2), out / "segmentation_provenance.json")
-    atomic_write_text(df.to_csv(index=False), out / "segmentation.csv")
-    return df
-
-def load_segmentation(rec: str | Path) -> tuple[pd.DataFrame, dict]:
-    "The recorded segmentation experiment in `rec`: its Dice table and its picture arrays."
-    rec = Path(rec)
-    if not (rec / "segmentation.csv").exists():
-        raise MedSSLError(f"No recorded segmentation experiment in {rec}: run `record_segmentation({str(rec)!r})`, or set LIVE = True to run it here.")
-    with np.load(rec / "segmentation_pictures.npz") as z: pics = {k: z[k] for k in z.files}
-    return pd.read_csv(rec / "segmentation.csv"), pics

@@ -16,7 +16,7 @@ from .methods import METHODS
 from .study import published
 from .quickstart import QuickstartConfig, run_quickstart, format_table
 from .pretrain import PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
-from .label_efficiency import PRESETS as LE_PRESETS, run_label_efficiency
+from .label_efficiency import PRESETS as LE_PRESETS, run_label_efficiency, TransferConfig, run_transfer
 from .volumetric import PRESETS as V_PRESETS, run_volumetric, summarize_volumetric, SegmentationStudyConfig, run_segmentation_study, summarize_segmentation
 from .imbalance import PRESETS as I_PRESETS, run_imbalance
 from .ood import PRESETS as O_PRESETS, run_ood
@@ -101,6 +101,9 @@ STUDIES = {
     "label-efficiency": Command("SSL vs supervised (MedMNIST v2 recipe) at 1/10/25/100 %% labels: probes, kNN, fine-tuning; in- and multi-domain pretraining.",
                                 LE_PRESETS, run_label_efficiency, lambda cfg, r: _read(cfg, "label_efficiency_answers.md")
                                 + _rows(cfg, r[0], "label_efficiency.csv", "summary, paired comparisons, figure and provenance")),
+    "transfer": Command("Each SSL method pretrained on one 2D set and probed (linear probe, 10/100 %% labels) on every set, beside random init: the transfer matrix.",
+                        {"cpu": TransferConfig()}, run_transfer, lambda cfg, r: _table(cfg, "transfer_summary.csv", "fraction == 1.0")
+                        + "\n" + _rows(cfg, r[0], "transfer.csv", "summary, heatmaps and provenance")),
     "volumetric": Command("3D: DINO3D, 3D MAE and slice position on a MedMNIST3D flag vs a supervised 3D ResNet (v2 recipe): probe, kNN, fine-tuning at 10/100 %% labels.",
                           V_PRESETS, run_volumetric, lambda cfg, r: summarize_volumetric(r[0])[["method", "protocol", "fraction", "seeds", "auc_mean", "auc_ci95", "acc_mean"]]
                           .round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "volumetric.csv", "summary, figure and provenance")),

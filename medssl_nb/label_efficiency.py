@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from .core import MedSSLError, provenance, atomic_write_text, resolve_precision, default_device
+from .core import MedSSLError, provenance, atomic_write_text, resolve_precision, default_device, set_seed
 from .methods import METHODS
-from .data import INFO, FLAGS_3D, MedData, pool_unlabeled, locate_medmnist, file_md5, check_flag
+from .data import INFO, FLAGS_3D, MedData, pool_unlabeled, locate_medmnist, file_md5, check_flag, with_channels
 from .evaluate import mean_ci, paired_diff, fmt_ci
 from .study import (StudyBudget, method_backbone, RunLog, run_units, load_study_data, available_2d_flags, data_with_channels,
                              pretrain_encoder, evaluate_encoder, supervised_rows, published, save_figure, check_fractions)
@@ -20,7 +20,7 @@ from .study import (StudyBudget, method_backbone, RunLog, run_units, load_study_
 # %% auto #0
 __all__ = ['PROTOCOLS', 'POOLS', 'PRESETS', 'KEYS', 'LabelEfficiencyConfig', 'study_seeds', 'uses_labels', 'run_label_efficiency',
            'summarize_label_efficiency', 'paired_label_efficiency', 'answer_questions', 'plot_label_efficiency',
-           'write_label_efficiency']
+           'write_label_efficiency', 'TransferConfig', 'run_transfer', 'summarize_transfer', 'plot_transfer']
 
 # %% ../nbs/20_label_efficiency.ipynb #dacd01e8
 PROTOCOLS = ("linear probe", "kNN k=11", "kNN k=200 weighted", "fine-tune")
@@ -259,3 +259,87 @@ def write_label_efficiency(df: pd.DataFrame, prov: dict, out: Path):
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "label_efficiency_provenance.json")
     atomic_write_text(answer_questions(summary, paired) + "\n", out / "label_efficiency_answers.md")
     save_figure(plot_label_efficiency(summary), out / "label_efficiency.png")
+
+# %% ../nbs/20_label_efficiency.ipynb #57797bee
+@dataclass
+class TransferConfig(StudyBudget):
+    "Settings of `medssl study transfer`: each SSL method pretrained on one 2D set (the source) and probed on every set (the targets, the source itself included), beside a random-init encoder; all encoders see 3-channel images, grey sets replicated."
+    datasets: tuple = ("breastmnist", "pneumoniamnist", "retinamnist")   # sources and targets; a user with more local sets names them for a larger matrix
+    methods: tuple = ("simclr", "byol")
+    fractions: tuple = (0.1, 1.0)
+    seeds: tuple = (0, 1, 2)
+    pretrain_steps: int = 600
+    _volatile = ("methods", "seeds", "out", "root", "download", "progress")
+
+    def validate(self):
+        self.datasets = tuple(str(f).lower().strip() for f in self.datasets)
+        if len(self.datasets) < 2: raise MedSSLError(f"A transfer matrix needs at least two datasets, got {list(self.datasets)}.")
+        for f in self.datasets:
+            check_flag(f, self.size)
+            if f in FLAGS_3D: raise MedSSLError(f"{f} is a 3D set; the transfer study is for 2D sets.")
+        self.methods = tuple(str(m).lower() for m in self.methods)
+        for m in self.methods:
+            method_backbone(m)
+            if uses_labels(m): raise MedSSLError(f"{m} learns from labels; the transfer study compares self-supervised encoders.")
+        check_fractions(self.fractions)
+        if not self.seeds: raise MedSSLError("Give at least one seed.")
+        return self
+
+def _transfer_unit(cfg: TransferConfig, data: dict, source: str, unit: str, seed: int, precision: str, device) -> list[dict]:
+    "One encoder (a method pretrained on `source`'s training images, or the random-init one) probed on every target set."
+    if unit == "random-init":
+        set_seed(seed); enc, info = cfg.encoder(3), {}
+    else: enc, info = pretrain_encoder(cfg, unit, with_channels(data[source].train.x, 3), seed, f"{source}_{unit}_seed{seed}", ckpt_folder="transfer_checkpoints")
+    return [{"source": source, "target": t, "method": unit, "dataset": data[t].name, "data_source": data[t].source} | info | r
+            for t in cfg.datasets for r in evaluate_encoder(cfg, enc, data_with_channels(data[t], 3), seed, precision, default_device() if device is None else device,
+                                                            ("linear probe",), cfg.fractions)]
+
+def run_transfer(cfg: TransferConfig) -> tuple[pd.DataFrame, dict]:
+    "Run (or continue) the transfer study; every finished unit (a method pretrained on one source with one seed) is appended to `<out>/transfer.csv` at once. Returns (runs, provenance)."
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    data = {f: load_study_data(f, cfg) for f in cfg.datasets}
+    md5 = {} if cfg.synthetic else {f: file_md5(locate_medmnist(f, cfg.size, cfg.root, download=False)) for f in cfg.datasets}
+    log = RunLog(out, cfg, "transfer.csv", "transfer_config.json")
+    device = default_device(); precision = resolve_precision(cfg.precision, device)
+    units = [(src, m, s) for s in cfg.seeds for src in cfg.datasets for m in cfg.methods] + [("none", "random-init", s) for s in cfg.seeds]
+    df = run_units(log, units, lambda src, unit, seed: _transfer_unit(cfg, data, src, unit, seed, precision, device), "transfer", cfg.progress)
+    df = df[df.seed.isin(cfg.seeds)].reset_index(drop=True)
+    prov = provenance(command="medssl study transfer", config=asdict(cfg), seeds=list(cfg.seeds), precision=precision, device=str(device),
+                      data_md5=md5, wall_time_this_call_s=round(time.perf_counter() - t0, 1))
+    atomic_write_text(json.dumps(prov, indent=2, default=str), out / "transfer_provenance.json")
+    if "auc" in df:
+        s = summarize_transfer(df); atomic_write_text(s.to_csv(index=False), out / "transfer_summary.csv")
+        save_figure(plot_transfer(s), out / "transfer.png")
+    return df, prov
+
+def summarize_transfer(df: pd.DataFrame) -> pd.DataFrame:
+    "Per method, source, target and fraction: test AUC mean ± 95 % t-interval over seeds, and the paired gap to the target's own in-domain encoder of the same method (transfer − in-domain; none for the random-init rows)."
+    ok = df[df["status"].ne("failed")] if "status" in df else df
+    rows = []
+    for (m, src, tgt, frac), g in ok.groupby(["method", "source", "target", "fraction"], sort=False):
+        s = mean_ci(g.auc); r = {"method": m, "source": src, "target": tgt, "fraction": frac, "seeds": len(g), "auc_mean": s["mean"], "auc_ci95": s["ci"]}
+        own = ok[(ok.method == m) & (ok.source == tgt) & (ok.target == tgt) & np.isclose(ok.fraction, frac)].set_index("seed").auc
+        if m != "random-init" and src != tgt and len(own):
+            a = g.set_index("seed").auc; seeds = sorted(set(a.index) & set(own.index))
+            if len(seeds) >= 2: p = paired_diff(a.loc[seeds].values, own.loc[seeds].values); r |= {"gap_to_in_domain": p["diff"], "gap_ci95": p["ci"]}
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+def plot_transfer(summary: pd.DataFrame):
+    "Heatmaps of test AUC (rows: source of pretraining, columns: target probed), one per method and label fraction, random init as the last row."
+    import matplotlib.pyplot as plt
+    methods = [m for m in dict.fromkeys(summary.method) if m != "random-init"]; fracs = sorted(summary.fraction.unique())
+    targets = list(dict.fromkeys(summary.target))
+    fig, axes = plt.subplots(len(fracs), len(methods), figsize=(3.6 * len(methods), 3.2 * len(fracs)), squeeze=False)
+    for i, f in enumerate(fracs):
+        for j, m in enumerate(methods):
+            g = summary[np.isclose(summary.fraction, f)]
+            mat = [[g[(g.method == m) & (g.source == s) & (g.target == t)].auc_mean.mean() for t in targets] for s in targets]
+            mat.append([g[(g.method == "random-init") & (g.target == t)].auc_mean.mean() for t in targets])
+            ax = axes[i, j]; im = ax.imshow(mat, vmin=0.5, vmax=1.0, cmap="viridis")
+            for a in range(len(mat)):
+                for b in range(len(targets)): ax.text(b, a, f"{mat[a][b]:.2f}", ha="center", va="center", color="w" if mat[a][b] < 0.8 else "k", fontsize=8)
+            ax.set_xticks(range(len(targets)), [t.replace("mnist", "") for t in targets], fontsize=8)
+            ax.set_yticks(range(len(mat)), [s.replace("mnist", "") for s in targets] + ["random init"], fontsize=8)
+            ax.set_xlabel("probed on"); ax.set_ylabel("pretrained on"); ax.set_title(f"{m}, {f:.0%} labels: linear-probe AUC", fontsize=9)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7); return fig

@@ -19,9 +19,10 @@ from .views import prepare, BatchAugment, ViewConfig
 from .data import Split
 
 # %% auto #0
-__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'check_encoder_input', 'check_features', 'inference_precision', 'embed',
-           'linear_probe', 'knn_predict', 'Classifier', 'class_balance', 'predict_scores', 'train_supervised',
-           'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
+__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'decision_metrics', 'check_encoder_input', 'check_features',
+           'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'class_balance',
+           'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc',
+           'frozen_test_scores']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -43,6 +44,25 @@ def medmnist_metrics(y_true, y_score, task: str) -> dict:
         return {"auc": float(roc_auc_score(y, s)), "acc": float(np.mean(y == (s > 0.5)))}
     auc = np.mean([roc_auc_score((y == c).astype(float), y_score[:, c]) for c in range(y_score.shape[1])])
     return {"auc": float(auc), "acc": float(np.mean(y == y_score.argmax(1)))}
+
+# %% ../nbs/06_evaluate.ipynb #6c8727f0
+def decision_metrics(y_val, s_val, y_test, s_test, task: str) -> dict:
+    """Accuracy that means something beside MedMNIST's ACC at threshold 0.5: the test set's majority-class rate (what always predicting the commonest class scores),
+    balanced accuracy (the mean of the per-class recalls) and, for binary tasks, the threshold that maximises balanced accuracy on the *validation* split, with test ACC
+    and balanced accuracy at that threshold. Multi-label tasks: {} (their ACC is already a per-label mean)."""
+    if task.startswith("multi-label"): return {}
+    yv, yt = np.asarray(y_val).reshape(-1), np.asarray(y_test).reshape(-1)
+    sv, st = np.asarray(s_val, dtype=np.float64), np.asarray(s_test, dtype=np.float64)
+    majority = float(np.bincount(yt).max() / len(yt))
+    bal = lambda y, pred: float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+    if task != "binary-class":
+        return {"majority_rate": majority, "balanced_acc": bal(yt, st.argmax(1))}
+    pv, pt = (sv[:, -1] if sv.ndim == 2 else sv), (st[:, -1] if st.ndim == 2 else st)
+    cands = np.unique(np.concatenate([pv, [0.5]]))
+    scores = [bal(yv, (pv > t).astype(int)) if len(np.unique(yv)) > 1 else 0.0 for t in cands]
+    thr = float(cands[int(np.argmax(scores))])           # the first (lowest) threshold of best validation balanced accuracy
+    return {"majority_rate": majority, "balanced_acc": bal(yt, (pt > 0.5).astype(int)), "val_threshold": thr,
+            "acc_val_threshold": float(np.mean(yt == (pt > thr))), "balanced_acc_val_threshold": bal(yt, (pt > thr).astype(int))}
 
 # %% ../nbs/06_evaluate.ipynb #50fa257f
 def check_encoder_input(encoder: nn.Module, x, where: str = "embed") -> None:

@@ -255,7 +255,8 @@ class RunLog:
             old = json.loads(self.cfg_path.read_text())
             # a setting added to the package after the folder was made, left at its default, keeps the old behaviour: not a difference
             added = {f.name for f in fields(cfg) if f.name not in old and json.loads(json.dumps(f.default, default=str)) == ident.get(f.name)}
-            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k) and k not in added)
+            retired = set(getattr(cfg, "_retired", ()))   # settings a study no longer has because they never changed its results
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k) and k not in added | retired)
             if diff:
                 raise MedSSLError(f"{out} holds {self.csv.name} made with other settings ({', '.join(f'{k}: {old.get(k)} vs {ident.get(k)}' for k in diff)}). "
                                   "Use another --out folder, or delete that folder to start over.")

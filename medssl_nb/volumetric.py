@@ -18,19 +18,55 @@ from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, lo
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32
 from .fit import fit, FitConfig
-from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS', 'VolumetricConfig', 'load_volumes',
-           'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
-           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
-           'segmentation_experiment', 'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior',
-           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig',
-           'labelled_volumes', 'seg_loss', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
-           'run_segmentation_study', 'summarize_segmentation']
+__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS',
+           'ACSConv', 'conv_family', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows',
+           'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'dice_scores',
+           'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment', 'record_segmentation',
+           'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter',
+           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_loss',
+           'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study',
+           'summarize_segmentation']
+
+# %% ../nbs/21_volumetric.ipynb #fbbab7e2
+class ACSConv(nn.Module):
+    "ACS convolution (Yang et al., IEEE JBHI 2021): one bank of 2D k×k kernels whose output channels are split in three, applied as 3D convolutions in the axial (1×k×k), coronal (k×1×k) and sagittal (k×k×1) planes, outputs concatenated."
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, padding: int = 0, bias: bool = False):
+        super().__init__()
+        if out_channels < 3: raise MedSSLError(f"ACSConv splits its output channels over three planes: out_channels must be >= 3, got {out_channels}.")
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        n = out_channels // 3; self.split = (out_channels - 2 * n, n, n)   # axial, coronal, sagittal
+        self.stride, self.padding = stride, padding
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs, i = [], 0
+        for axis, c in zip((2, 3, 4), self.split):
+            pad = [self.padding] * 3; pad[axis - 2] = 0
+            outs.append(F.conv3d(x, self.weight[i:i + c].unsqueeze(axis).to(x.dtype), None if self.bias is None else self.bias[i:i + c].to(x.dtype),
+                                 self.stride, tuple(pad))); i += c
+        return torch.cat(outs, 1)
+
+CONV_FAMILIES = ("2.5d", "3d", "acs")
+FAMILY_NAMES = {"2.5d": "2.5D", "3d": "3D", "acs": "ACS"}
+
+def conv_family(model: nn.Module, family: str) -> nn.Module:
+    "`model` (in place) with every 3D convolution of a cubic kernel larger than 1 replaced, with fresh weights, by its `family` form: '3d' leaves it, '2.5d' makes it 1×k×k (each slice convolved in its plane), 'acs' an `ACSConv`; 1×1×1 convolutions stay."
+    if family not in CONV_FAMILIES: raise MedSSLError(f"Unknown convolution family {family!r}; use one of {CONV_FAMILIES}.")
+    if family == "3d": return model
+    for name, m in model.named_children():
+        if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
+            k, p = m.kernel_size[0], m.padding[0]
+            new = (ACSConv(m.in_channels, m.out_channels, k, m.stride, p, bias=m.bias is not None) if family == "acs"
+                   else nn.Conv3d(m.in_channels, m.out_channels, (1, k, k), m.stride, (0, p, p), bias=m.bias is not None))
+            setattr(model, name, new)
+        else: conv_family(m, family)
+    return model
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
 V_METHODS = ("dino3d", "mae", "sliceposition")
@@ -62,15 +98,18 @@ class VolumetricConfig(StudyConfig, DataSettings):
     ft_epochs: int = 20                  # fine-tuning (and the supervised ViT): the v2 recipe, encoder at ft_encoder_lr_mult x lr
     ft_lr: float = 1e-3
     ft_encoder_lr_mult: float = 0.1
-    knn_temperature: float = 0.07
     precision: str = "auto"
     out: str = "results/volumetric"
     synthetic_n: int = 200               # volumes of the flag-shaped 3D phantoms (with `synthetic`)
     skip_baselines: bool = False         # run only the SSL methods' units (to split one study over processes; the baselines run elsewhere)
+    sup_convs: tuple = ("3d",)           # the supervised ResNet's convolution families (CONV_FAMILIES: '2.5d', '3d', 'acs'), one baseline each
     _volatile = ("methods", "seeds", "out", "root", "download", "progress", "skip_baselines")
+    _retired = ("knn_temperature",)      # records made before it went: the weighted kNN is not among this study's protocols, so it never mattered
 
     def validate(self):
         self.dataset = str(self.dataset).lower().strip()
+        bad = [f for f in self.sup_convs if f not in CONV_FAMILIES]
+        if bad or not self.sup_convs: raise MedSSLError(f"sup_convs must name one or more of {CONV_FAMILIES}, got {list(self.sup_convs)}.")
         check_flag(self.dataset, self.size)
         if self.dataset not in FLAGS_3D: raise MedSSLError(f"{self.dataset} is a 2D set; this study is for MedMNIST3D flags ({', '.join(FLAGS_3D)}).")
         self.methods = tuple(str(m).lower() for m in self.methods)
@@ -146,14 +185,15 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     frozen = tuple(p for p in cfg.protocols if p != "fine-tune")
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
-        rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions, cfg.knn_temperature)]
-    for name, make, epochs, lr in (("supervised ResNet-3D (v2 recipe)", cfg.sup_resnet, cfg.sup_epochs, cfg.sup_lr),
-                                   ("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr)):
+        rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
+    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} (v2 recipe)", lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr) for f in cfg.sup_convs]
+    for name, make, epochs, lr in resnets + [("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr)]:
         for frac in cfg.fractions:
             idx = label_subset(d.train.y, frac, seed=seed); t0 = time.perf_counter(); set_seed(seed)
             model, _ = train_supervised(make(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes, epochs=epochs, lr=lr,
                                         batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device)
-            m = medmnist_metrics(d.test.y.numpy(), predict_scores(model, d.test.x, d.task, precision=precision), d.task)
+            s_test, s_val = (predict_scores(model, s.x, d.task, precision=precision) for s in (d.test, d.val))
+            m = medmnist_metrics(d.test.y.numpy(), s_test, d.task) | decision_metrics(d.val.y.numpy(), s_val, d.test.y.numpy(), s_test, d.task)
             rows.append({"method": name, "fraction": frac, "n_labels": len(idx), "protocol": "supervised", **m,
                          "seconds": round(time.perf_counter() - t0, 2)})
     return rows
@@ -164,7 +204,7 @@ def _volumetric_unit_rows(cfg: VolumetricConfig, d: MedData, unit: str, seed: in
     base = {"dataset": d.name, "source": d.source, "size": cfg.size}
     if unit == "baselines": return [base | r for r in baseline_rows(cfg, d, seed, precision, device)]
     enc, info = pretrain_3d(cfg, unit, d, seed)
-    return [base | {"method": unit} | info | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, cfg.protocols, cfg.fractions, cfg.knn_temperature)]
+    return [base | {"method": unit} | info | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, cfg.protocols, cfg.fractions)]
 
 def run_volumetric(cfg: VolumetricConfig) -> tuple[pd.DataFrame, dict]:
     "Run (or continue) the study; each finished unit is appended to `<out>/volumetric.csv` at once. Returns (runs, provenance)."

@@ -223,12 +223,15 @@ def run_volumetric(cfg: VolumetricConfig) -> tuple[pd.DataFrame, dict]:
     return df, prov
 
 def summarize_volumetric(df: pd.DataFrame) -> pd.DataFrame:
-    "Mean, std and 95 % t-interval over seeds of test AUC and ACC per method, protocol and label fraction."
+    "Mean, std and 95 % t-interval over seeds of test AUC and ACC per method, protocol and label fraction; where the rows have them, the means of the decision metrics (`decision_metrics`) and a flag on settings whose mean ACC is below the majority-class rate (a constant answer would score higher)."
     rows = []
     for (m, p, f), g in df.groupby(["method", "protocol", "fraction"], sort=False):
         r = {"method": m, "protocol": p, "fraction": f, "n_labels": int(g.n_labels.median()), "seeds": len(g)}
         for k in ("auc", "acc"):
             s = mean_ci(g[k]); r |= {f"{k}_mean": s["mean"], f"{k}_std": s["std"], f"{k}_ci95": s["ci"]}
+        for k in ("majority_rate", "balanced_acc", "acc_val_threshold", "balanced_acc_val_threshold"):
+            if k in g and g[k].notna().any(): r[f"{k}_mean"] = float(g[k].mean())
+        if "majority_rate_mean" in r: r["acc_below_majority"] = bool(r["acc_mean"] < r["majority_rate_mean"])
         rows.append(r)
     return pd.DataFrame(rows)
 

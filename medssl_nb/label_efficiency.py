@@ -40,6 +40,7 @@ class LabelEfficiencyConfig(StudyBudget):
     seeds_large: int = 3              # ... use only the first `seeds_large` seeds (5 seeds on the small sets)
     pretrain_steps: int = 600         # the budget's optimiser steps of each pretraining run (twice the analysis studies')
     knn_temperature: float = 0.07     # weighted kNN (k=200): votes exp(cos / T), T as in Wu et al. 2018 (InstDisc)
+    backbone: str | None = None       # every method on this backbone ('resnet' or 'vit', to compare rankings across architectures); None: each method's own
     _volatile = ("datasets", "methods", "pools", "seeds", "out", "root", "download", "progress")
 
     def validate(self):
@@ -50,6 +51,7 @@ class LabelEfficiencyConfig(StudyBudget):
             if f in FLAGS_3D: raise MedSSLError(f"{f} is a 3D set; the label-efficiency study is for 2D sets (3D has its own chapter).")
         self.methods = tuple(str(m).lower() for m in self.methods)
         for m in self.methods: method_backbone(m)   # a clear error for an unknown method
+        if self.backbone not in (None, "resnet", "vit"): raise MedSSLError(f"backbone must be 'resnet', 'vit' or None (each method's own), got {self.backbone!r}.")
         bad = [p for p in self.pools if p not in POOLS]
         if bad: raise MedSSLError(f"Unknown pretraining pool(s) {bad}; use {POOLS}.")
         bad = [p for p in self.protocols if p not in PROTOCOLS]
@@ -110,7 +112,7 @@ def _unit_rows(cfg: LabelEfficiencyConfig, d: MedData, flag: str, unit: str, see
         tag = f"multi-domain_{method}_seed{seed}" if pool_name == "multi-domain" else f"others-{flag}_{method}_seed{seed}"
     enc, info = pretrain_encoder(cfg, method, images, seed, tag, labelled=sets)
     d_eval = d if pool_name == "in-domain" else data_with_channels(d, 3)
-    return [base | {"pool": pool_name, "method": method, "backbone": method_backbone(method)} | info | r
+    return [base | {"pool": pool_name, "method": method, "backbone": method_backbone(method, cfg.backbone)} | info | r
             for r in evaluate_encoder(cfg, enc, d_eval, seed, precision, device, cfg.protocols, cfg.fractions, cfg.knn_temperature)]
 
 # %% ../nbs/20_label_efficiency.ipynb #64e0c9cd

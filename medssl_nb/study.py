@@ -94,7 +94,7 @@ class StudyBudget(StudyConfig, EncoderSettings, DataSettings):
 
     def encoder(self, in_chans: int, method: str | None = None) -> nn.Module:
         "A fresh 2D encoder: the method's own backbone type, or the supervised baseline's ResNet when `method` is None."
-        return build_encoder("resnet" if method is None else method_backbone(method), in_chans, 2, **encoder_kwargs(self))
+        return build_encoder("resnet" if method is None else method_backbone(method, getattr(self, "backbone", None)), in_chans, 2, **encoder_kwargs(self))
 
     def budget(self) -> "StudyBudget":
         "Just the budget fields of these settings (what `pretrain_encoder` and the evaluation helpers read)."

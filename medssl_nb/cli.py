@@ -99,29 +99,21 @@ COMMANDS = {
 }
 STUDIES = {
     "label-efficiency": Command("SSL vs supervised (MedMNIST v2 recipe) at 1/10/25/100 %% labels: probes, kNN, fine-tuning; in- and multi-domain pretraining.",
-                                LE_PRESETS, run_label_efficiency, lambda cfg, r: _read(cfg, "label_efficiency_answers.md")
-                                + _rows(cfg, r[0], "label_efficiency.csv", "summary, paired comparisons, figure and provenance")),
+                                LE_PRESETS, run_label_efficiency, lambda cfg, r: _read(cfg, "label_efficiency_answers.md") + _rows(cfg, r[0], "label_efficiency.csv", "summary, paired comparisons, figure and provenance")),
     "transfer": Command("Each SSL method pretrained on one 2D set and probed (linear probe, 10/100 %% labels) on every set, beside random init: the transfer matrix.",
-                        {"cpu": TransferConfig()}, run_transfer, lambda cfg, r: _table(cfg, "transfer_summary.csv", "fraction == 1.0")
-                        + "\n" + _rows(cfg, r[0], "transfer.csv", "summary, heatmaps and provenance")),
+                        {"cpu": TransferConfig()}, run_transfer, lambda cfg, r: _table(cfg, "transfer_summary.csv", "fraction == 1.0") + "\n" + _rows(cfg, r[0], "transfer.csv", "summary, heatmaps and provenance")),
     "volumetric": Command("3D: DINO3D, 3D MAE and slice position on a MedMNIST3D flag vs a supervised 3D ResNet (v2 recipe): probe, kNN, fine-tuning at 10/100 %% labels.",
-                          V_PRESETS, run_volumetric, lambda cfg, r: summarize_volumetric(r[0])[["method", "protocol", "fraction", "seeds", "auc_mean", "auc_ci95", "acc_mean"]]
-                          .round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "volumetric.csv", "summary, figure and provenance")),
+                          V_PRESETS, run_volumetric, lambda cfg, r: summarize_volumetric(r[0])[["method", "protocol", "fraction", "seeds", "auc_mean", "auc_ci95", "acc_mean"]].round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "volumetric.csv", "summary, figure and provenance")),
     "segmentation": Command("Few-label 3D segmentation of the phantoms' organ and lesion at 10/25/50/100 %% labelled volumes: frozen ViT (random init, DINO3D, 3D MAE) x head (light, ViT-Adapter, UNETR), beside a U-Net from scratch.",
-                            {"cpu": SegmentationStudyConfig()}, run_segmentation_study,
-                            lambda cfg, r: summarize_segmentation(r[0])[["encoder", "head", "fraction", "seeds", "dice_organ_mean", "dice_lesion_mean", "dice_mean_mean"]]
-                            .round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "segmentation_study.csv", "summary and provenance")),
+                            {"cpu": SegmentationStudyConfig()}, run_segmentation_study, lambda cfg, r: summarize_segmentation(r[0]).round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "segmentation_study.csv", "summary and provenance")),
     "imbalance": Command("Class imbalance (natural, 1:10, 1:50, 1:100) in the labelled set and the pretraining pool: SSL vs supervised, per-class recall/F1, resampling and re-weighting.",
-                         I_PRESETS, run_imbalance, lambda cfg, r: _read(cfg, "imbalance_claims.md")
-                         + _rows(cfg, r[0], "imbalance.csv", "summary, paired differences, claims, figures and provenance")),
+                         I_PRESETS, run_imbalance, lambda cfg, r: _read(cfg, "imbalance_claims.md") + _rows(cfg, r[0], "imbalance.csv", "summary, paired differences, claims, figures and provenance")),
     "ood": Command("OOD detection: far OOD, a held-out class and 5 acquisition shifts at 5 severities; MSP, ODIN, energy, Mahalanobis, kNN, reconstruction.",
                    O_PRESETS, run_ood, lambda cfg, r: _table(cfg, "ood_best_worst.csv") + "\n" + _rows(cfg, r[0], "ood.csv", "summary, best/worst, heatmap, histograms and provenance")),
     "scaling": Command("A named grid (--preset cpu|gpu) of pretraining-set sizes x model sizes for SimCLR and MAE: linear-probe AUC per dataset, power-law fits, dataset characteristics.",
-                       S_GRIDS, run_scaling, lambda cfg, r: _table(cfg, "scaling_fits.csv", "headline and metric == 'auc'")
-                       + "\n" + _rows(cfg, r[0], "scaling.csv", "fits, characteristics, correlations, figures and provenance")),
+                       S_GRIDS, run_scaling, lambda cfg, r: _table(cfg, "scaling_fits.csv", "headline and metric == 'auc'") + "\n" + _rows(cfg, r[0], "scaling.csv", "fits, characteristics, correlations, figures and provenance")),
     "compute": Command("Per method at a fixed backbone and dataset: throughput, epoch time, peak memory, FLOP/s against the matmul peak, cost-to-quality frontier; batch size and bf16 vs fp32.",
-                       C_PRESETS, run_compute, lambda cfg, r: _table(cfg, "compute_time_to_quality.csv")
-                       + "\n" + _rows(cfg, r[0], "compute.csv", "throughput, frontier, sweep, figure and provenance")),
+                       C_PRESETS, run_compute, lambda cfg, r: _table(cfg, "compute_time_to_quality.csv") + "\n" + _rows(cfg, r[0], "compute.csv", "throughput, frontier, sweep, figure and provenance")),
     "representations": Command("What the encoders learned: UMAP, linear CKA (layers and encoders) and nearest-neighbour retrieval for SimCLR, BYOL, MAE, supervised and random-init encoders on pooled 2D sets.",
                                {"cpu": RepresentationConfig()}, run_representations, lambda cfg, r: r["retrieval"].round(3).to_string(index=False)
                                + "\n" + r["cka_encoders"].round(2).to_string() + f"\ntables, figures (UMAP, CKA, retrieval) and provenance in {cfg.out}/"),

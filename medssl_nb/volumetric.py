@@ -29,7 +29,7 @@ __all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS
            'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'dice_scores',
            'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment', 'record_segmentation',
            'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter',
-           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_loss',
+           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_criterion',
            'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study',
            'summarize_segmentation']
 
@@ -547,7 +547,7 @@ def labelled_volumes(n: int, fraction: float, seed: int) -> torch.Tensor:
     "The labelled volumes of a fraction: the first round(fraction × n) of a seeded permutation, so that a smaller fraction's volumes are among a larger one's."
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max(2, round(fraction * n))]
 
-def seg_loss(dice: bool):
+def seg_criterion(dice: bool):
     "Voxel-wise cross-entropy, plus MONAI's soft Dice loss when `dice`."
     from monai.losses import DiceLoss
     dl = DiceLoss(softmax=True, to_onehot_y=True) if dice else None
@@ -556,7 +556,7 @@ def seg_loss(dice: bool):
 def train_dense(net: nn.Module, x: torch.Tensor, mask: torch.Tensor, steps: int, lr: float, batch_size: int, seed: int,
                 dice: bool = True, precision: str = "auto") -> list[float]:
     "Train the trainable parameters of `net` (a head on a frozen encoder, or a whole U-Net) for `steps` AdamW steps on uint8 volumes `x` and label volumes `mask`; returns the loss of each step."
-    torch.manual_seed(seed); dev = next(net.parameters()).device; loss_fn = seg_loss(dice)
+    torch.manual_seed(seed); dev = next(net.parameters()).device; loss_fn = seg_criterion(dice)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     g = torch.Generator().manual_seed(seed); hist, order = [], torch.empty(0, dtype=torch.long)
     net.train()

@@ -329,7 +329,7 @@ class MultiTask(SSLMethod):
         self.ssl = METHODS[ssl](encoder, **(ssl_kwargs or {})) if ssl else None   # shares the encoder object
         if self.ssl is not None: self.monotone_loss, self.sync_bn = self.ssl.monotone_loss, self.ssl.sync_bn
 
-    def task_loss(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def task_terms(self, f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         "Σ over the tasks present in the batch of the task's mean loss on features `f` (B, D), with `task_targets` rows `y`."
         if y.ndim != 2 or len(y) != len(f): raise MedSSLError(f"targets must be task_targets rows (B, 1 + L) for the batch of {len(f)}, got shape {tuple(y.shape)}.")
         task, total = y[:, 0], f.new_zeros((), dtype=torch.float32)
@@ -345,7 +345,7 @@ class MultiTask(SSLMethod):
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
         if y is None: raise MedSSLError("multitask learns from labels: call loss(x, y) with task_targets rows, or fit(..., targets=...).")
         f = self.encoder(self.augment(x))                 # BatchAugment returns normalised views
-        out = {"task_loss": self.task_loss(f, y)}
+        out = {"task_loss": self.task_terms(f, y)}
         if self.ssl is not None: out["ssl_loss"] = self.ssl.loss(x)["loss"].float()
         loss = out["task_loss"] + (self.ssl_weight * out["ssl_loss"] if self.ssl is not None else 0.0)
         return {"loss": loss, "emb": f, **{k: v.detach() for k, v in out.items()}}

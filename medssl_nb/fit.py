@@ -102,7 +102,7 @@ def _check_images(images):
 def _check_targets(method: SSLMethod, images: torch.Tensor, targets):
     "Labels go with a method that learns from them, one row per image; anything else is refused before training starts."
     if method.needs_labels and targets is None:
-        raise MedSSLError(f"{method.name} learns from labels: pass fit(..., targets=...) with one row per image (see the method's `targets_for`).")
+        raise MedSSLError(f"{method.name} learns from labels: pass fit(..., targets=...) with one row per image (`methods.hybrid.task_targets` builds them).")
     if targets is None: return
     if not method.needs_labels:
         raise MedSSLError(f"{method.name} is self-supervised and would ignore `targets`; leave them out (only methods with needs_labels take labels).")

@@ -18,6 +18,7 @@ from .base import SSLMethod, register_method, METHODS, _plain
 from .innate import hamming_permutations, tile_geometry, normalize_tiles
 from .volumetric import require_3d
 from .generative import corrupt
+from .selfpred import crop_flip_views
 
 # %% auto #0
 __all__ = ['DEFAULT_OBJECTIVES', 'TASK_KINDS', 'shuffle_pieces', 'PuzzleHead', 'grid_cubes', 'Jigsaw3D', 'slab_layout',
@@ -324,8 +325,7 @@ class MultiTask(SSLMethod):
         super().__init__(encoder)
         self.tasks, self.ssl_weight = tasks, float(ssl_weight)
         self.heads = nn.ModuleList(nn.Linear(encoder.feat_dim, t["n_classes"]) for t in tasks)
-        # the supervised views: a random resized crop (at least half the image) and a flip, no intensity changes
-        self.augment = BatchAugment(views or ViewConfig(scale=(0.5, 1.0), rotate=0.0, p_jitter=0.0, p_blur=0.0, p_gray=0.0))
+        self.augment = BatchAugment(views or crop_flip_views((0.5, 1.0)))   # the supervised views: a crop of at least half the image and a flip
         self.ssl = METHODS[ssl](encoder, **(ssl_kwargs or {})) if ssl else None   # shares the encoder object
         if self.ssl is not None: self.monotone_loss, self.sync_bn = self.ssl.monotone_loss, self.ssl.sync_bn
 

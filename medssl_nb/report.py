@@ -470,6 +470,11 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("label_efficiency*", "medssl study label-efficiency --out results", "label_efficiency_provenance.json", "label_efficiency.csv"),
     ("v2_resnet18/*", "medssl study label-efficiency --preset v2-resnet18 --datasets breastmnist retinamnist pneumoniamnist --out results/v2_resnet18",
      "v2_resnet18/label_efficiency_provenance.json", "v2_resnet18/label_efficiency.csv"),
+    ("multitask/*", 'medssl study label-efficiency --methods multitask --pools others multi-domain --datasets breastmnist retinamnist --seeds 0 1 2 '
+     '--protocols "linear probe" "kNN k=11" "kNN k=200 weighted" --out results/multitask', "multitask/label_efficiency_provenance.json", "multitask/label_efficiency.csv"),
+    ("supervised_augmented/*", "medssl study label-efficiency --preset supervised-augmented --out results/supervised_augmented",
+     "supervised_augmented/label_efficiency_provenance.json", "supervised_augmented/label_efficiency.csv"),
+    ("transfer/*", "medssl study transfer --out results/transfer", "transfer/transfer_provenance.json", "transfer/transfer.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

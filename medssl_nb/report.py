@@ -481,6 +481,8 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("imbalance/*", "medssl study imbalance --out results/imbalance --seeds 0 1 2 3 4", "imbalance/imbalance_provenance.json", "imbalance/imbalance.csv"),
     ("representations/*", "medssl study representations --out results/representations", "representations/representations_provenance.json", None),
     ("volumetric/*", "medssl study volumetric --out results/volumetric", "volumetric/volumetric_provenance.json", "volumetric/volumetric.csv"),
+    ("volumetric_pretexts/*", "medssl study volumetric --methods jigsaw3d sliceorder multipretext --skip-baselines --out results/volumetric_pretexts",
+     "volumetric_pretexts/volumetric_provenance.json", "volumetric_pretexts/volumetric.csv"),
     ("benchmarks*", "python benchmarks/bench_ssl.py --levers --ttq --out results/benchmarks.csv", "benchmarks_provenance.json", "benchmarks.csv"),
     ("robustness/*", "medssl check-inputs --out results/robustness", "robustness/bad_inputs_summary.json", None)]
 

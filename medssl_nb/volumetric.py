@@ -21,7 +21,7 @@ from .fit import fit, FitConfig
 from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
-from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES
+from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES, slab_layout
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
@@ -144,9 +144,12 @@ class VolumetricConfig(StudyConfig, DataSettings):
             crops = VolumeCropConfig(global_size=S, local_size=self.local_size or max(p, (S // 2) // p * p))
             return DINO3D(enc, crops=crops)
         if name == "sliceposition": return SlicePosition(self.vit(in_chans, "mean"))
-        if name in ("sliceorder", "multipretext"):   # the slab puzzle on the ViT: slabs a whole patch thick, 1-slice gaps, as many (up to 4) as the volume holds
-            enc = self.vit(in_chans, "mean"); S, p = enc.img_size, enc.patch
-            order = {"slabs": max([s for s in range(2, 5) if s * p + (s - 1) <= S], default=2)}   # 28³, patch 7: 3 slabs (4 would need 31 slices)
+        if name in ("sliceorder", "multipretext"):   # the slab puzzle on the ViT: as many slabs (up to SliceOrder's default 4) as slab_layout fits
+            enc = self.vit(in_chans, "mean")
+            def fits(s):
+                try: return bool(slab_layout(enc.img_size, s, multiple=enc.patch))
+                except MedSSLError: return False
+            order = {"slabs": max([s for s in range(2, 5) if fits(s)], default=2)}   # 28³, patch 7: 3 slabs (4 would need 31 slices)
             if name == "sliceorder": return SliceOrder(enc, **order)
             return MultiPretext(enc, DEFAULT_OBJECTIVES[3], kwargs={"sliceorder": order})
         return build_method(name, self.vit(in_chans, "mean"))

@@ -475,6 +475,8 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("supervised_augmented/*", "medssl study label-efficiency --preset supervised-augmented --out results/supervised_augmented",
      "supervised_augmented/label_efficiency_provenance.json", "supervised_augmented/label_efficiency.csv"),
     ("transfer/*", "medssl study transfer --out results/transfer", "transfer/transfer_provenance.json", "transfer/transfer.csv"),
+    ("segmentation/*", "medssl study segmentation --seeds 0 --out results/segmentation", "segmentation/segmentation_study_provenance.json",
+     "segmentation/segmentation_study.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

@@ -94,3 +94,18 @@ def test_bf16_stress_sliceposition_is_finite_and_repeatable():
     assert len(first) == epochs and all(math.isfinite(l) for l in first)
     for i in range(1, n):
         assert _sliceposition_losses(vol, epochs=epochs) == first, f"run {i} of {n} differs from run 0 under bf16"
+
+def test_bf16_conv3d_on_maps_smaller_than_the_kernel_is_repeatable():
+    """A 2³ map under a 3³ kernel: oneDNN's bf16 weight gradient for it differed between identical runs on an AMD EPYC with native bf16.
+    The ResNet's 3D convolution computes such maps in float32 under CPU autocast, so repeated runs agree bit for bit, and equal fp32."""
+    from medssl_nb.backbones import Conv3dSmallFp32
+    torch.manual_seed(0); conv, x = Conv3dSmallFp32(32, 32, 3, padding=1, bias=False), torch.randn(2, 32, 2, 2, 2)
+    def grads(autocast):
+        conv.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast): y = conv(x)
+        y.float().sum().backward(); return y.detach().float(), conv.weight.grad.clone()
+    runs = [grads(True) for _ in range(10)]
+    assert runs[0][0].dtype == torch.float32 and all(torch.equal(a, b) for r in runs[1:] for a, b in zip(runs[0], r))
+    ref = grads(False)
+    assert torch.allclose(runs[0][0], ref[0], atol=1e-2) and torch.equal(runs[0][1], ref[1])
+    assert isinstance(ResNet(1, 10, 8, ndim=3).stem[0], Conv3dSmallFp32) and type(ResNet(1, 10, 8).stem[0]) is torch.nn.Conv2d

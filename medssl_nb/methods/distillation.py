@@ -89,7 +89,11 @@ class DINO(SSLMethod):
         self.student_temp, self.teacher_temp, self.warmup_teacher_temp, self.warmup_frac = student_temp, teacher_temp, warmup_teacher_temp, warmup_frac
         self.center_momentum, self.centering, self.tau_base = center_momentum, centering, tau_base
 
-    def local_size(self, x: torch.Tensor) -> int: return max(8, int(round(self.local_frac * x.shape[-1])))
+    def local_size(self, x: torch.Tensor) -> int:
+        "Side of the local crops: `local_frac` of the image side, at least 8 px, rounded down to a multiple of the encoder's patch where it has one (a ViT's tokens must tile the crop)."
+        side = max(8, int(round(self.local_frac * x.shape[-1])))
+        p = getattr(self.encoder, "patch", None)
+        return max(p, side // p * p) if p else side
 
     def crops(self, x: torch.Tensor) -> tuple:
         "Two global crops (full size) and `n_local` local crops (side `local_frac` of the image), as normalised floats."

@@ -20,7 +20,8 @@ from .study import (StudyBudget, method_backbone, RunLog, run_units, load_study_
 # %% auto #0
 __all__ = ['PROTOCOLS', 'POOLS', 'PRESETS', 'KEYS', 'LabelEfficiencyConfig', 'study_seeds', 'uses_labels', 'run_label_efficiency',
            'summarize_label_efficiency', 'paired_label_efficiency', 'answer_questions', 'plot_label_efficiency',
-           'write_label_efficiency', 'TransferConfig', 'run_transfer', 'summarize_transfer', 'plot_transfer']
+           'write_label_efficiency', 'TransferConfig', 'run_transfer', 'summarize_transfer', 'plot_transfer',
+           'ranking_change']
 
 # %% ../nbs/20_label_efficiency.ipynb #dacd01e8
 PROTOCOLS = ("linear probe", "kNN k=11", "kNN k=200 weighted", "fine-tune")
@@ -345,3 +346,27 @@ def plot_transfer(summary: pd.DataFrame):
             ax.set_yticks(range(len(mat)), [s.replace("mnist", "") for s in targets] + ["random init"], fontsize=8)
             ax.set_xlabel("probed on"); ax.set_ylabel("pretrained on"); ax.set_title(f"{m}, {f:.0%} labels: linear-probe AUC", fontsize=9)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7); return fig
+
+# %% ../nbs/20_label_efficiency.ipynb #457c6a2d
+def ranking_change(runs: pd.DataFrame, metric: str = "auc", by: str = "backbone") -> pd.DataFrame:
+    "For each pair of methods, per dataset, protocol and label fraction: the paired difference on each of the two values of `by` and their interaction, over the seeds both share."
+    values = list(dict.fromkeys(runs[by]))
+    if len(values) != 2: raise MedSSLError(f"ranking_change compares exactly two values of {by!r}, got {values}.")
+    first, second = values; out = []
+    for (flag, protocol, frac), g in runs.groupby(["dataset_flag", "protocol", "fraction"], sort=False):
+        per = {(m, v): s.set_index("seed")[metric] for (m, v), s in g.groupby(["method", by], sort=False)}
+        methods = list(dict.fromkeys(g.method))
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                if not all((m, v) in per for m in (a, b) for v in values): continue
+                seeds = sorted(set.intersection(*(set(per[(m, v)].index) for m in (a, b) for v in values)))
+                if len(seeds) < 2: continue
+                d = {v: per[(a, v)].loc[seeds].values - per[(b, v)].loc[seeds].values for v in values}
+                r1, r2, inter = paired_diff(d[first], np.zeros_like(d[first])), paired_diff(d[second], np.zeros_like(d[second])), paired_diff(d[second], d[first])
+                flips = np.sign(r1["diff"]) * np.sign(r2["diff"]) < 0
+                out.append({"dataset_flag": flag, "protocol": protocol, "fraction": frac, "a": a, "b": b, "n": len(seeds),
+                            f"diff_{first}": r1["diff"], f"ci_{first}": r1["ci"], f"diff_{second}": r2["diff"], f"ci_{second}": r2["ci"],
+                            "interaction": inter["diff"], "interaction_ci": inter["ci"], "flips": bool(flips),
+                            "resolved": bool(flips and abs(inter["diff"]) > inter["ci"])})
+    return pd.DataFrame(out, columns=["dataset_flag", "protocol", "fraction", "a", "b", "n", f"diff_{first}", f"ci_{first}", f"diff_{second}", f"ci_{second}",
+                                      "interaction", "interaction_ci", "flips", "resolved"])

@@ -93,8 +93,8 @@ def precision_cache_file() -> Path:
     return Path(os.environ.get("MEDSSL_CACHE") or Path.home() / ".cache" / "medssl_nb") / "precision.json"
 
 def backbone_key(module: torch.nn.Module, shape: tuple) -> str:
-    "A name for a backbone at an input shape: its class, its size knobs and the shape (what the bf16 speed depends on)."
-    knobs = {k: getattr(module, k) for k in ("ndim", "depth", "width", "patch", "in_chans") if hasattr(module, k)}
+    "A name for a backbone at an input shape: its class, its size knobs, its convolution family where it has one, and the shape (what the bf16 speed depends on)."
+    knobs = {k: getattr(module, k) for k in ("ndim", "depth", "width", "patch", "in_chans", "conv_family") if hasattr(module, k)}
     return f"{type(module).__name__}{knobs} x {tuple(shape)}"
 
 _PROBED: dict = {}   # (cache file, backbone key) -> decision: fixed for the life of the process, whatever other processes write to the file

@@ -19,8 +19,8 @@ from .views import prepare, BatchAugment, ViewConfig
 from .data import Split
 
 # %% auto #0
-__all__ = ['TASKS', 'BALANCE', 'medmnist_metrics', 'decision_metrics', 'check_encoder_input', 'check_features',
-           'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'class_balance',
+__all__ = ['TASKS', 'BALANCE', 'SCHEDULES', 'medmnist_metrics', 'decision_metrics', 'check_encoder_input', 'check_features',
+           'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'lr_schedule', 'class_balance',
            'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc',
            'frozen_test_scores']
 
@@ -185,6 +185,14 @@ class Classifier(nn.Module):
     def forward(self, x): return self.fc(self.encoder(x))
 
 BALANCE = ("none", "resample", "reweight")
+SCHEDULES = ("multistep", "cosine")
+
+def lr_schedule(opt: torch.optim.Optimizer, epochs: int, kind: str = "multistep"):
+    "The per-epoch learning-rate schedule of `opt` over `epochs`: `'multistep'` (MedMNIST v2: ×0.1 at 50 % and 75 %) or `'cosine'` (from each group's rate to 0)."
+    if kind not in SCHEDULES: raise MedSSLError(f"schedule must be one of {SCHEDULES}, got {kind!r}.")
+    if kind == "cosine": return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)
+
 def class_balance(y: torch.Tensor, n_classes: int, multilabel: bool, balance: str = "none", device=None):
     "The loss and per-example sampling weights (None: uniform, without replacement) for `balance` (see `train_supervised`)."
     y = torch.as_tensor(y)
@@ -216,13 +224,15 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
 
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None) -> tuple[Classifier, list]:
-    """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`); return the model of best validation AUC and the history.
+                     device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None,
+                     schedule: str = "multistep") -> tuple[Classifier, list]:
+    """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`; `schedule` from `SCHEDULES`, v2's is 'multistep'); return the model of best validation AUC and the history.
     `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
     appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives).
     `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images."""
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
+    if schedule not in SCHEDULES: raise MedSSLError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
     device = torch.device(device) if device else default_device()
     torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
@@ -233,7 +243,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     precision = resolve_precision(precision, device, model.encoder, prepare(train.x[:min(batch_size, 64)].to(device)))
     opt = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": lr if encoder_lr is None else encoder_lr},
                             {"params": model.fc.parameters(), "lr": lr}])
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(0.5 * epochs), int(0.75 * epochs)], gamma=0.1)
+    sched = lr_schedule(opt, epochs, schedule)
     crit, draw_w = class_balance(train.y, n_classes, multilabel, balance, device)
     g = torch.Generator().manual_seed(seed)
     best_auc, best_state, hist = -1.0, None, []

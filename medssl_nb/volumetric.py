@@ -4,7 +4,7 @@
 
 # %% ../nbs/21_volumetric.ipynb #2fe37f4b
 from __future__ import annotations
-import json, math, time
+import copy, json, math, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
@@ -16,23 +16,24 @@ from tqdm.auto import tqdm
 from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
 from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
-from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32
+from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32
 from .fit import fit, FitConfig
-from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics, SCHEDULES, Classifier
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES, slab_layout
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS',
-           'ACSConv', 'conv_family', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows',
-           'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'dice_scores',
-           'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment', 'record_segmentation',
-           'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter',
-           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_criterion',
-           'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study',
-           'summarize_segmentation']
+__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS',
+           'SEG_HEADS', 'ACSConv', 'conv_family', 'baseline_model', 'to_layout', 'time_baseline', 'layout_difference',
+           'BaselineSpeedConfig', 'summarize_baseline_speed', 'run_baseline_speed', 'VolumetricConfig', 'load_volumes',
+           'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
+           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
+           'segmentation_experiment', 'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior',
+           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig',
+           'labelled_volumes', 'seg_criterion', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
+           'run_segmentation_study', 'summarize_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #fbbab7e2
 class ACSConv(nn.Module):
@@ -46,6 +47,13 @@ class ACSConv(nn.Module):
         n = out_channels // 3; self.split = (out_channels - 2 * n, n, n)   # axial, coronal, sagittal
         self.stride, self.padding = stride, padding
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # as the 3D ResNet's Conv3dSmallFp32: on a CPU under bf16 autocast, a map smaller than the kernel is computed in float32
+        # (oneDNN's bf16 weight gradient for such maps does not repeat between identical runs on some CPUs with native bf16)
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and min(x.shape[2:]) < self.weight.shape[-1]:
+            with torch.autocast("cpu", enabled=False):
+                return self._planes(x.float()).to(torch.get_autocast_dtype("cpu"))
+        return self._planes(x)
+    def _planes(self, x: torch.Tensor) -> torch.Tensor:
         outs, i = [], 0
         for axis, c in zip((2, 3, 4), self.split):
             pad = [self.padding] * 3; pad[axis - 2] = 0
@@ -57,17 +65,130 @@ CONV_FAMILIES = ("2.5d", "3d", "acs")
 FAMILY_NAMES = {"2.5d": "2.5D", "3d": "3D", "acs": "ACS"}
 
 def conv_family(model: nn.Module, family: str) -> nn.Module:
-    "`model` (in place) with every 3D convolution of a cubic kernel larger than 1 replaced, with fresh weights, by its `family` form: '3d' leaves it, '2.5d' makes it 1×k×k (each slice convolved in its plane), 'acs' an `ACSConv`; 1×1×1 convolutions stay."
+    "`model` (in place) with every 3D convolution of a cubic kernel larger than 1 replaced, with fresh weights, by its `family` form: '3d' leaves it, '2.5d' makes it 1×k×k (each slice convolved in its plane), 'acs' an `ACSConv`; 1×1×1 convolutions stay. The family is kept as `model.conv_family`, so a measured precision choice (`core.backbone_key`) tells the families apart."
     if family not in CONV_FAMILIES: raise MedSSLError(f"Unknown convolution family {family!r}; use one of {CONV_FAMILIES}.")
-    if family == "3d": return model
+    if family != "3d": _convert(model, family)
+    model.conv_family = family
+    return model
+
+def _convert(model: nn.Module, family: str):
     for name, m in model.named_children():
         if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
             k, p = m.kernel_size[0], m.padding[0]
             new = (ACSConv(m.in_channels, m.out_channels, k, m.stride, p, bias=m.bias is not None) if family == "acs"
-                   else nn.Conv3d(m.in_channels, m.out_channels, (1, k, k), m.stride, (0, p, p), bias=m.bias is not None))
+                   else Conv3dSmallFp32(m.in_channels, m.out_channels, (1, k, k), m.stride, (0, p, p), bias=m.bias is not None))
             setattr(model, name, new)
-        else: conv_family(m, family)
+        else: _convert(m, family)
+
+# %% ../nbs/21_volumetric.ipynb #99d1186a
+LAYOUTS = ("contiguous", "channels_last_3d")
+
+def baseline_model(family: str, width: int, in_chans: int = 1, n_classes: int = 2, depth: int = 18) -> Classifier:
+    "The supervised baseline's network: a 3D ResNet-`depth` of `width` channels in convolution `family`, with a linear head."
+    return Classifier(conv_family(ResNet(in_chans, depth, width, ndim=3), family), n_classes)
+
+def _fmt(layout: str):
+    if layout not in LAYOUTS: raise MedSSLError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    return torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+
+def to_layout(model: nn.Module, layout: str) -> nn.Module:
+    "`model` (in place) with its 5-D weights in `layout`, 'contiguous' (NCDHW) or 'channels_last_3d' (NDHWC); ACS's bank of 2D kernels (4-D) stays as it is."
+    fmt = _fmt(layout)
+    for p in model.parameters():
+        if p.ndim == 5: p.data = p.data.contiguous(memory_format=fmt)
     return model
+
+def time_baseline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32", layout: str = "contiguous",
+                  steps: int = 3, warmup: int = 1) -> dict:
+    "Seconds per training step (forward, cross-entropy, backward, Adam) of `model` on the batch `x`, `y` in `precision` and `layout`: the median of `steps` timed steps after `warmup` untimed ones, and volumes per second."
+    if steps < 1 or warmup < 0: raise MedSSLError(f"Need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}.")
+    to_layout(model, layout); x = x.contiguous(memory_format=_fmt(layout))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3); ts = []
+    model.train()
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        with autocast(precision, x.device): loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        if i >= warmup: ts.append(time.perf_counter() - t)
+    s = float(np.median(ts))
+    return {"seconds_per_step": s, "volumes_per_s": len(x) / s}
+
+def layout_difference(family: str, width: int = 8, size: int = 16, batch: int = 4, seed: int = 0) -> dict:
+    "The largest absolute difference of the logits and of the weight gradients between the two layouts, in float32, for one model and batch: what `channels_last_3d` changes in the numbers (only the order of floating-point sums)."
+    set_seed(seed); a = baseline_model(family, width); b = copy.deepcopy(a); to_layout(b, "channels_last_3d")
+    x = torch.randn(batch, 1, size, size, size); y = torch.arange(batch) % 2
+    outs = []
+    for m, xx in ((a, x), (b, x.contiguous(memory_format=torch.channels_last_3d))):
+        m.train(); out = m(xx); F.cross_entropy(out, y).backward(); outs.append((out.detach(), [p.grad for p in m.parameters()]))
+    return {"logits": float((outs[0][0] - outs[1][0]).abs().max()),
+            "grads": max(float((g1 - g2).abs().max()) for g1, g2 in zip(outs[0][1], outs[1][1]))}
+
+@dataclass
+class BaselineSpeedConfig(StudyConfig):
+    "Settings of `medssl study baseline-speed`: the supervised 3D baseline's training step timed per size, family, width, precision and layout, on random volumes of the flag's shape."
+    dataset: str = "adrenalmnist3d"
+    sizes: tuple = (28,)
+    families: tuple = CONV_FAMILIES
+    widths: tuple = (8, 16, 32)
+    precisions: tuple = ("fp32", "bf16")   # bf16 is skipped (and says so) on a CPU without native bf16, where it is emulated
+    layouts: tuple = LAYOUTS
+    depth: int = 18
+    batch: int = 16
+    warmup: int = 1
+    steps: int = 3
+    seeds: tuple = (0,)
+    out: str = "results/baseline_speed"
+    progress: bool = True
+    _volatile = ("sizes", "families", "widths", "precisions", "layouts", "seeds", "out", "progress")
+
+    def validate(self):
+        self.dataset = str(self.dataset).lower().strip()
+        if self.dataset not in FLAGS_3D: raise MedSSLError(f"{self.dataset} is not a MedMNIST3D flag; use one of {', '.join(FLAGS_3D)}.")
+        for s in self.sizes: check_flag(self.dataset, s)
+        for name, allowed in (("families", CONV_FAMILIES), ("precisions", ("fp32", "bf16")), ("layouts", LAYOUTS)):
+            got = getattr(self, name); bad = [v for v in got if v not in allowed]
+            if bad or not got: raise MedSSLError(f"{name} must name one or more of {allowed}, got {list(got)}.")
+        if not self.widths or min(self.widths) < 3 or min(self.batch, self.steps) < 1 or self.warmup < 0 or not self.seeds:
+            raise MedSSLError("Need widths >= 3 (ACS splits channels in three), batch >= 1, steps >= 1, warmup >= 0 and at least one seed.")
+        return self
+
+def summarize_baseline_speed(df: pd.DataFrame) -> pd.DataFrame:
+    "Volumes per second per size, family, width, precision and layout, and the speed-up over fp32 in the contiguous layout of the same network."
+    keys = ["size", "family", "width"]
+    ok = df[df.get("status", pd.Series("ok", index=df.index)).ne("failed")] if len(df) else df
+    ref = ok[(ok.precision == "fp32") & (ok.layout == "contiguous")].groupby(keys).volumes_per_s.median().rename("ref")
+    s = ok.groupby(keys + ["precision", "layout"]).volumes_per_s.median().reset_index().join(ref, on=keys)
+    s["speedup"] = s.volumes_per_s / s.ref
+    return s.drop(columns="ref")
+
+def _speed_unit_rows(cfg: BaselineSpeedConfig, size: int, family: str, width: int, seed: int) -> list[dict]:
+    from medssl_nb.core import cpu_supports_bf16
+    d = synthetic_for(cfg.dataset, size, n_train=2, n_val=2, n_test=2)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(cfg.batch, d.n_channels, size, size, size, generator=g); y = torch.randint(0, d.n_classes, (cfg.batch,), generator=g)
+    rows = []
+    for precision in cfg.precisions:
+        if precision == "bf16" and not cpu_supports_bf16() and not torch.cuda.is_available():
+            print(f"bf16 skipped: this CPU has no native bf16"); continue
+        for layout in cfg.layouts:
+            set_seed(seed); m = baseline_model(family, width, d.n_channels, d.n_classes, cfg.depth)
+            rows.append({"size": size, "family": family, "width": width, "depth": cfg.depth, "batch": cfg.batch, "precision": precision,
+                         "layout": layout, **time_baseline(m, x, y, precision, layout, cfg.steps, cfg.warmup)})
+    return rows
+
+def run_baseline_speed(cfg: BaselineSpeedConfig) -> tuple[pd.DataFrame, dict]:
+    "Time every (size, family, width) unit not yet in `<out>/baseline_speed.csv`; write the summary and the provenance. Returns (rows, provenance)."
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    log = RunLog(out, cfg, "baseline_speed.csv", "baseline_speed_config.json")
+    units = [(cfg.dataset, f"{s} {f} w{w}", seed) for seed in cfg.seeds for s in cfg.sizes for f in cfg.families for w in cfg.widths]
+    def work(flag, unit, seed):
+        s, f, w = unit.split(); return _speed_unit_rows(cfg, int(s), f, int(w[1:]), seed)
+    df = run_units(log, units, work, "baseline speed", cfg.progress)
+    prov = provenance(command="medssl study baseline-speed", config=asdict(cfg), threads=torch.get_num_threads(),
+                      wall_time_this_call_s=round(time.perf_counter() - t0, 1))
+    atomic_write_text(summarize_baseline_speed(df).to_csv(index=False), out / "baseline_speed_summary.csv")
+    atomic_write_text(json.dumps(prov, indent=2, default=str), out / "baseline_speed_provenance.json")
+    return df, prov
 
 # %% ../nbs/21_volumetric.ipynb #36dfd830
 V_METHODS = ("dino3d", "mae", "sliceposition")
@@ -104,6 +225,8 @@ class VolumetricConfig(StudyConfig, DataSettings):
     synthetic_n: int = 200               # volumes of the flag-shaped 3D phantoms (with `synthetic`)
     skip_baselines: bool = False         # run only the SSL methods' units (to split one study over processes; the baselines run elsewhere)
     sup_convs: tuple = ("3d",)           # the supervised ResNet's convolution families (CONV_FAMILIES: '2.5d', '3d', 'acs'), one baseline each
+    sup_schedule: str = "multistep"      # the supervised ResNet's learning-rate schedule (evaluate.SCHEDULES): v2's 'multistep' or 'cosine'
+    sup_vit: bool = True                 # also train the ViT from scratch (the SSL methods' like-for-like baseline); off for a ResNet-only record
     _volatile = ("methods", "seeds", "out", "root", "download", "progress", "skip_baselines")
     _retired = ("knn_temperature",)      # records made before it went: the weighted kNN is not among this study's protocols, so it never mattered
 
@@ -111,6 +234,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
         self.dataset = str(self.dataset).lower().strip()
         bad = [f for f in self.sup_convs if f not in CONV_FAMILIES]
         if bad or not self.sup_convs: raise MedSSLError(f"sup_convs must name one or more of {CONV_FAMILIES}, got {list(self.sup_convs)}.")
+        if self.sup_schedule not in SCHEDULES: raise MedSSLError(f"sup_schedule must be one of {SCHEDULES}, got {self.sup_schedule!r}.")
         check_flag(self.dataset, self.size)
         if self.dataset not in FLAGS_3D: raise MedSSLError(f"{self.dataset} is a 2D set; this study is for MedMNIST3D flags ({', '.join(FLAGS_3D)}).")
         self.methods = tuple(str(m).lower() for m in self.methods)
@@ -163,7 +287,7 @@ PRESETS = {
     "3dino": VolumetricConfig(size=64, vit_dim=768, vit_depth=12, vit_heads=12, patch=16, global_size=96, local_size=48,
                               pretrain_epochs=300, batch_size=64, lr=5e-4, sup_width=64, sup_epochs=100, sup_batch=128, ft_epochs=50),
     # MedMNIST v2's supervised ResNet-18 (3D convolutions) at full width, 100 epochs, batch 128; no SSL
-    "v2-resnet18-3d": VolumetricConfig(methods=(), protocols=(), fractions=(1.0,), sup_width=64, sup_epochs=100, sup_batch=128),
+    "v2-resnet18-3d": VolumetricConfig(methods=(), protocols=(), fractions=(1.0,), sup_width=64, sup_epochs=100, sup_batch=128, sup_vit=False),
 }
 
 # %% ../nbs/21_volumetric.ipynb #e892a041
@@ -195,12 +319,15 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
         rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
-    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} (v2 recipe)", lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr) for f in cfg.sup_convs]
-    for name, make, epochs, lr in resnets + [("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr)]:
+    recipe = "v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule"
+    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr, cfg.sup_schedule)
+               for f in cfg.sup_convs]
+    vit = [("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep")] if cfg.sup_vit else []
+    for name, make, epochs, lr, sched in resnets + vit:
         for frac in cfg.fractions:
             idx = label_subset(d.train.y, frac, seed=seed); t0 = time.perf_counter(); set_seed(seed)
             model, _ = train_supervised(make(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes, epochs=epochs, lr=lr,
-                                        batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device)
+                                        batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device, schedule=sched)
             s_test, s_val = (predict_scores(model, s.x, d.task, precision=precision) for s in (d.test, d.val))
             m = medmnist_metrics(d.test.y.numpy(), s_test, d.task) | decision_metrics(d.val.y.numpy(), s_val, d.test.y.numpy(), s_test, d.task)
             rows.append({"method": name, "fraction": frac, "n_labels": len(idx), "protocol": "supervised", **m,

@@ -13,8 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast
-from .data import MedData, FLAGS_3D, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
+from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast, cpu_supports_bf16
+from .data import MedData, FLAGS_3D, INFO, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32
 from .fit import fit, FitConfig
@@ -162,16 +162,15 @@ def summarize_baseline_speed(df: pd.DataFrame) -> pd.DataFrame:
     return s.drop(columns="ref")
 
 def _speed_unit_rows(cfg: BaselineSpeedConfig, size: int, family: str, width: int, seed: int) -> list[dict]:
-    from medssl_nb.core import cpu_supports_bf16
-    d = synthetic_for(cfg.dataset, size, n_train=2, n_val=2, n_test=2)
+    info = INFO[cfg.dataset]; n_channels, n_classes = info["n_channels"], len(info["label"])   # the flag's shape, without its data
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(cfg.batch, d.n_channels, size, size, size, generator=g); y = torch.randint(0, d.n_classes, (cfg.batch,), generator=g)
+    x = torch.randn(cfg.batch, n_channels, size, size, size, generator=g); y = torch.randint(0, n_classes, (cfg.batch,), generator=g)
     rows = []
     for precision in cfg.precisions:
         if precision == "bf16" and not cpu_supports_bf16() and not torch.cuda.is_available():
-            print(f"bf16 skipped: this CPU has no native bf16"); continue
+            print("bf16 skipped: this CPU has no native bf16"); continue
         for layout in cfg.layouts:
-            set_seed(seed); m = baseline_model(family, width, d.n_channels, d.n_classes, cfg.depth)
+            set_seed(seed); m = baseline_model(family, width, n_channels, n_classes, cfg.depth)
             rows.append({"size": size, "family": family, "width": width, "depth": cfg.depth, "batch": cfg.batch, "precision": precision,
                          "layout": layout, **time_baseline(m, x, y, precision, layout, cfg.steps, cfg.warmup)})
     return rows

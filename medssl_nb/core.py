@@ -14,10 +14,10 @@ import torch
 # %% auto #0
 __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError', 'Settings', 'set_seed', 'default_device',
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
-           'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'fast_memory_format', 'keep_torch_threads',
-           'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur', 'git_commit',
-           'hardware_info', 'provenance', 'Record', 'recording', 'save_record', 'named_live', 'live_or_recorded',
-           'load_record']
+           'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'weights_in', 'fast_memory_format',
+           'keep_torch_threads', 'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur',
+           'git_commit', 'hardware_info', 'provenance', 'Record', 'recording', 'save_record', 'named_live',
+           'live_or_recorded', 'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -164,9 +164,16 @@ def channels_last_ok(module: torch.nn.Module) -> bool:
     return not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1) and m.in_channels < 16
                    for m in module.modules())
 
-def fast_memory_format(module: torch.nn.Module, ndim: int) -> torch.nn.Module:
-    "Put a 2D conv net (`ndim` = 4, the input's ndim) in channels_last, ~1.3× faster, when `channels_last_ok`; return it."
+def weights_in(module: torch.nn.Module, fmt: torch.memory_format) -> torch.nn.Module:
+    "`module` (in place) with its 5-D weights in memory format `fmt`; other weights stay as they are (ACS keeps its 2D kernels in a 4-D bank)."
+    for p in module.parameters():
+        if p.ndim == 5: p.data = p.data.contiguous(memory_format=fmt)
+    return module
+
+def fast_memory_format(module: torch.nn.Module, ndim: int, channels_last_3d: bool = False) -> torch.nn.Module:
+    "Put a 2D conv net (`ndim` = 4, the input's ndim) in channels_last, ~1.3× faster, when `channels_last_ok`; a 3D one (`ndim` = 5) in channels_last_3d only when asked (faster for most 3D settings, not all); return it."
     if ndim == 4 and channels_last_ok(module): module.to(memory_format=torch.channels_last)
+    if ndim == 5 and channels_last_3d: weights_in(module, torch.channels_last_3d)
     return module
 
 # %% ../nbs/00_core.ipynb #cea79d51

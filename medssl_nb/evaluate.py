@@ -225,11 +225,12 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
                      device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None,
-                     schedule: str = "multistep") -> tuple[Classifier, list]:
+                     schedule: str = "multistep", channels_last_3d: bool = False) -> tuple[Classifier, list]:
     """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`; `schedule` from `SCHEDULES`, v2's is 'multistep'); return the model of best validation AUC and the history.
     `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
     appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives).
-    `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images."""
+    `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images.
+    `channels_last_3d`: a 3D network's weights and batches in NDHWC (same numbers up to the order of float sums; faster for most 3D settings on a CPU)."""
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
     if schedule not in SCHEDULES: raise MedSSLError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
@@ -237,7 +238,8 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
     model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes).to(device)
-    fast_memory_format(model, train.x.ndim)
+    fast_memory_format(model, train.x.ndim, channels_last_3d)
+    cl3d = channels_last_3d and train.x.ndim == 5
     if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0):
         raise MedSSLError(f"Need epochs >= 1, lr > 0 and encoder_lr >= 0; got epochs={epochs}, lr={lr}, encoder_lr={encoder_lr}.")
     precision = resolve_precision(precision, device, model.encoder, prepare(train.x[:min(batch_size, 64)].to(device)))
@@ -256,6 +258,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
             idx = perm[i:i + bs]
             xb, yb = train.x[idx].to(device), train.y[idx].to(device)
             xb = prepare(xb) if views is None else views(xb)
+            if cl3d: xb = xb.contiguous(memory_format=torch.channels_last_3d)
             with autocast(precision, device):
                 logits = model(xb).float()
             loss = crit(logits, yb.float()) if multilabel else crit(logits, yb[:, 0])

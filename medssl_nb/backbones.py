@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .core import MedSSLError
 
 # %% auto #0
-__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'Conv3dSmallFp32', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small', 'cls_attention', 'require_vit']
+__all__ = ['RESNET_LAYERS', 'BatchNorm1dFp32', 'BatchNorm2dFp32', 'BatchNorm3dFp32', 'LayerNormFp32', 'small_map_under_cpu_autocast', 'Conv3dSmallFp32', 'BasicBlock', 'Bottleneck', 'check_image_input', 'ResNet', 'resnet18', 'count_params', 'sincos_pos_embed', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'suggest_patch', 'vit_small', 'cls_attention', 'require_vit']
 
 # %% ../nbs/03_backbones.ipynb #a7c530a8
 class _Fp32Norm:
@@ -24,13 +24,17 @@ class BatchNorm3dFp32(_Fp32Norm, nn.BatchNorm3d): "`nn.BatchNorm3d` computed in 
 class LayerNormFp32(_Fp32Norm, nn.LayerNorm): "`nn.LayerNorm` computed in float32."
 
 # %% ../nbs/03_backbones.ipynb #9ceba8b1
+def small_map_under_cpu_autocast(x: torch.Tensor, kernel: tuple) -> bool:
+    "True on a CPU under autocast when a spatial side of `x` is smaller than the side of `kernel` it meets: where a 3D convolution computes in float32 (`Conv3dSmallFp32`, ACS)."
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and any(s < k for s, k in zip(x.shape[2:], kernel))
+
 class Conv3dSmallFp32(nn.Conv3d):
     """`nn.Conv3d` that computes in float32 on a CPU under bf16 autocast when a spatial side of its input is smaller than its kernel.
     oneDNN's bf16 weight gradient for such inputs (a 2³ map under a 3³ kernel, which a 28³ volume reaches in the ResNet's third stage)
     differs between identical runs on some CPUs with native bf16, and has turned training NaN; the float32 path is exact and repeatable,
     and on a map that small it costs next to nothing."""
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and any(s < k for s, k in zip(x.shape[2:], self.kernel_size)):
+        if small_map_under_cpu_autocast(x, self.kernel_size):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(x.float()).to(torch.get_autocast_dtype("cpu"))
         return super().forward(x)

@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast, cpu_supports_bf16, weights_in
 from .data import MedData, FLAGS_3D, INFO, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
-from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32
+from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32, small_map_under_cpu_autocast
 from .fit import fit, FitConfig
-from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics, SCHEDULES, Classifier
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics, SCHEDULES, Classifier, paired_diff
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES, slab_layout
@@ -29,7 +29,7 @@ __all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'V_METHODS', 'V_PROTOCOLS
            'SEG_HEADS', 'ACSConv', 'conv_family', 'baseline_model', 'to_layout', 'time_baseline', 'layout_difference',
            'BaselineSpeedConfig', 'summarize_baseline_speed', 'run_baseline_speed', 'VolumetricConfig', 'load_volumes',
            'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
-           'write_volumetric', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
+           'write_volumetric', 'rescore_ssl', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
            'segmentation_experiment', 'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior',
            'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig',
            'labelled_volumes', 'seg_criterion', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
@@ -47,9 +47,9 @@ class ACSConv(nn.Module):
         n = out_channels // 3; self.split = (out_channels - 2 * n, n, n)   # axial, coronal, sagittal
         self.stride, self.padding = stride, padding
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # as the 3D ResNet's Conv3dSmallFp32: on a CPU under bf16 autocast, a map smaller than the kernel is computed in float32
+        # as the 3D ResNet's Conv3dSmallFp32 (the same test): on a CPU under bf16 autocast, a map smaller than the kernel is computed in float32
         # (oneDNN's bf16 weight gradient for such maps does not repeat between identical runs on some CPUs with native bf16)
-        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and min(x.shape[2:]) < self.weight.shape[-1]:
+        if small_map_under_cpu_autocast(x, (self.weight.shape[-1],) * 3):
             with torch.autocast("cpu", enabled=False):
                 return self._planes(x.float()).to(torch.get_autocast_dtype("cpu"))
         return self._planes(x)
@@ -397,6 +397,25 @@ def write_volumetric(df: pd.DataFrame, prov: dict, out: Path):
     atomic_write_text(summary.to_csv(index=False), out / "volumetric_summary.csv")
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "volumetric_provenance.json")
     if len(summary): save_figure(plot_volumetric(summary, prov.get("config", {}).get("dataset", "adrenalmnist3d")), out / "volumetric.png", dpi=120)
+
+# %% ../nbs/21_volumetric.ipynb #153a8102
+def rescore_ssl(runs: pd.DataFrame, base: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    "Each SSL row of a 3D study's `runs` (every method but the supervised ones and the random-init ViT) against `baseline`, a method of the runs `base` on the same flag, at the same label fraction, paired by seed: the mean AUC difference (SSL − baseline) over the seeds both have, its 95 % t-interval, and a verdict ('ahead', 'behind', 'not resolved'; 'one seed' where only one is shared)."
+    b = base[base.method == baseline]
+    if b.empty: raise MedSSLError(f"No rows of {baseline!r} among the baseline runs; they hold {sorted(base.method.unique())}.")
+    if set(runs.dataset_flag) != set(b.dataset_flag): raise MedSSLError(f"The runs are on {sorted(set(runs.dataset_flag))} and the baseline on {sorted(set(b.dataset_flag))}: re-score on one flag.")
+    ssl = runs[~runs.method.str.startswith("supervised") & runs.method.ne("random-init ViT")]
+    bauc = b.set_index(["fraction", "seed"]).auc
+    rows = []
+    for (m, p, f), g in ssl.groupby(["method", "protocol", "fraction"], sort=False):
+        g = g[[(f, s) in bauc.index for s in g.seed]]
+        if g.empty: continue
+        d = paired_diff(g.auc.values, bauc.loc[[(f, s) for s in g.seed]].values)
+        lo, hi = d["diff"] - d["ci"], d["diff"] + d["ci"]
+        verdict = "one seed" if d["n"] < 2 else "ahead" if lo > 0 else "behind" if hi < 0 else "not resolved"
+        rows.append({"method": m, "protocol": p, "fraction": f, "seeds": d["n"], "auc": g.auc.mean(), "baseline": baseline,
+                     "baseline_auc": bauc.loc[[(f, s) for s in g.seed]].mean(), "diff": d["diff"], "ci": d["ci"], "verdict": verdict})
+    return pd.DataFrame(rows)
 
 # %% ../nbs/21_volumetric.ipynb #139bc5fb
 def dice_scores(pred: torch.Tensor, target: torch.Tensor, n_classes: int) -> list[float]:

@@ -4,7 +4,8 @@
 
 # %% ../nbs/06_evaluate.ipynb #81e50879
 from __future__ import annotations
-import copy, math
+import copy, hashlib, json, math, time
+from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
@@ -14,15 +15,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.metrics import roc_auc_score
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format
+from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format, atomic_torch_save
 from .views import prepare, BatchAugment, ViewConfig
 from .data import Split
 
 # %% auto #0
 __all__ = ['TASKS', 'BALANCE', 'SCHEDULES', 'medmnist_metrics', 'decision_metrics', 'check_encoder_input', 'check_features',
            'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'lr_schedule', 'class_balance',
-           'predict_scores', 'train_supervised', 'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc',
-           'frozen_test_scores']
+           'predict_scores', 'train_supervised', 'supervised_identity', 'resume_supervised', 'fine_tune', 'mean_ci',
+           'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -222,15 +223,34 @@ def predict_scores(model: nn.Module, x: torch.Tensor, task: str, batch_size: int
     model.train(was)
     return torch.cat(out).numpy()
 
+def _supervised_epoch(model, train: Split, perm: torch.Tensor, bs: int, opt, crit, multilabel: bool, precision: str, device, views, cl3d: bool, ep: int) -> float:
+    "The optimiser steps of one supervised epoch over `train` in the order `perm`; returns the summed loss."
+    tot = 0.0
+    for i in range(0, len(perm) - bs + 1, bs):  # drop the ragged last batch (BatchNorm needs > 1 example)
+        idx = perm[i:i + bs]
+        xb, yb = train.x[idx].to(device), train.y[idx].to(device)
+        xb = prepare(xb) if views is None else views(xb)
+        if cl3d: xb = xb.contiguous(memory_format=torch.channels_last_3d)
+        with autocast(precision, device):
+            logits = model(xb).float()
+        loss = crit(logits, yb.float()) if multilabel else crit(logits, yb[:, 0])
+        if not torch.isfinite(loss): raise MedSSLError(f"Supervised training diverged (loss {loss.item()}) at epoch {ep}; lower lr or use precision='fp32'.")
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
+    return tot
+
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
                      device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None,
-                     schedule: str = "multistep", channels_last_3d: bool = False) -> tuple[Classifier, list]:
-    """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`; `schedule` from `SCHEDULES`, v2's is 'multistep'); return the model of best validation AUC and the history.
+                     schedule: str = "multistep", channels_last_3d: bool = False, ckpt: str | Path | None = None,
+                     stop_after_epochs: int | None = None) -> tuple[Classifier, list]:
+    """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`; `schedule` from `SCHEDULES`, v2's is 'multistep'); return the model of best validation AUC and the history (one row per epoch, `kept` marking the epoch of the model returned).
     `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
     appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives).
     `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images.
-    `channels_last_3d`: a 3D network's weights and batches in NDHWC (same numbers up to the order of float sums; faster for most 3D settings on a CPU)."""
+    `channels_last_3d`: a 3D network's weights and batches in NDHWC (same numbers up to the order of float sums; faster for most 3D settings on a CPU).
+    `ckpt`: a file the whole state is written to, atomically, after every epoch; a call that finds it continues after its last epoch and ends with
+    the same model and history as a run never stopped (a file of other settings, network or data is refused). `stop_after_epochs`: end this call
+    after that many epochs (time-sliced runs, tests), returning the model kept so far."""
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
     if schedule not in SCHEDULES: raise MedSSLError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
@@ -240,39 +260,64 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes).to(device)
     fast_memory_format(model, train.x.ndim, channels_last_3d)
     cl3d = channels_last_3d and train.x.ndim == 5
-    if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0):
-        raise MedSSLError(f"Need epochs >= 1, lr > 0 and encoder_lr >= 0; got epochs={epochs}, lr={lr}, encoder_lr={encoder_lr}.")
+    if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0) or (stop_after_epochs is not None and stop_after_epochs < 1):
+        raise MedSSLError(f"Need epochs >= 1, lr > 0, encoder_lr >= 0 and stop_after_epochs >= 1; got epochs={epochs}, lr={lr}, "
+                          f"encoder_lr={encoder_lr}, stop_after_epochs={stop_after_epochs}.")
     precision = resolve_precision(precision, device, model.encoder, prepare(train.x[:min(batch_size, 64)].to(device)))
     opt = torch.optim.Adam([{"params": model.encoder.parameters(), "lr": lr if encoder_lr is None else encoder_lr},
                             {"params": model.fc.parameters(), "lr": lr}])
     sched = lr_schedule(opt, epochs, schedule)
     crit, draw_w = class_balance(train.y, n_classes, multilabel, balance, device)
     g = torch.Generator().manual_seed(seed)
-    best_auc, best_state, hist = -1.0, None, []
+    best_auc, best_state, best_ep, hist, start = -1.0, None, -1, [], 0
+    if ckpt is not None:
+        from medssl_nb.fit import rng_state   # fit imports this module
+        ckpt = Path(ckpt); ident = supervised_identity(model, train, val, task, n_classes, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
+                                                       batch_size=batch_size, seed=seed, precision=precision, balance=balance, augment=repr(augment),
+                                                       schedule=schedule, channels_last_3d=cl3d)
+        for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"): stale.unlink(missing_ok=True)   # what a killed write left behind
+        if ckpt.exists(): best_auc, best_state, best_ep, hist, start = resume_supervised(ckpt, ident, model, opt, sched, g)
     bs = min(batch_size, len(train))
     views = BatchAugment(augment).to(device) if augment is not None else None
-    for ep in tqdm(range(epochs), desc="supervised", disable=not progress, leave=False):
-        model.train(); tot = 0.0
+    end = epochs if stop_after_epochs is None else min(epochs, start + stop_after_epochs)
+    for ep in tqdm(range(start, end), desc="supervised", disable=not progress, leave=False):
+        model.train(); t0 = time.perf_counter()
         perm = torch.randperm(len(train), generator=g) if draw_w is None else torch.multinomial(draw_w, len(train), replacement=True, generator=g)
-        for i in range(0, len(train) - bs + 1, bs):  # drop the ragged last batch (BatchNorm needs > 1 example)
-            idx = perm[i:i + bs]
-            xb, yb = train.x[idx].to(device), train.y[idx].to(device)
-            xb = prepare(xb) if views is None else views(xb)
-            if cl3d: xb = xb.contiguous(memory_format=torch.channels_last_3d)
-            with autocast(precision, device):
-                logits = model(xb).float()
-            loss = crit(logits, yb.float()) if multilabel else crit(logits, yb[:, 0])
-            if not torch.isfinite(loss): raise MedSSLError(f"Supervised training diverged (loss {loss.item()}) at epoch {ep}; lower lr or use precision='fp32'.")
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); tot += loss.item()
+        tot = _supervised_epoch(model, train, perm, bs, opt, crit, multilabel, precision, device, views, cl3d, ep)
         sched.step()
         p_val = predict_scores(model, val.x, task, precision=precision)
         try: auc = medmnist_metrics(val.y.numpy(), p_val, task)["auc"]
         except ValueError: auc = float("nan")                       # a validation set of one class has no AUC ...
         score = auc if np.isfinite(auc) else -_val_xent(p_val, val.y.numpy(), task)   # ... then the model of lowest validation loss is kept
-        hist.append({"epoch": ep, "loss": tot, "val_auc": auc, "selected_by": "val AUC" if np.isfinite(auc) else "val loss"})
-        if best_state is None or score > best_auc: best_auc, best_state = score, copy.deepcopy(model.state_dict())
+        hist.append({"epoch": ep, "loss": tot, "val_auc": auc, "selected_by": "val AUC" if np.isfinite(auc) else "val loss",
+                     "seconds": time.perf_counter() - t0})   # training and validation: a resumed run's cost is the sum over its calls
+        if best_state is None or score > best_auc: best_auc, best_state, best_ep = score, copy.deepcopy(model.state_dict()), ep
+        if ckpt is not None:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "generator": g.get_state(),
+                               "rng": rng_state(), "epoch": ep + 1, "best_score": best_auc, "best_state": best_state, "best_epoch": best_ep, "history": hist,
+                               "identity": ident}, ckpt)
     model.load_state_dict(best_state)
-    return model, hist
+    return model, [h | {"kept": h["epoch"] == best_ep} for h in hist]
+
+def supervised_identity(model: Classifier, train: Split, val: Split, task: str, n_classes: int, **settings) -> dict:
+    "What a supervised checkpoint must match to be resumed: the call's `settings`, the network's parameter shapes and a fingerprint of the data."
+    h = hashlib.md5()
+    for t in (train.y, val.y, train.x[::max(1, len(train) // 16)], val.x[::max(1, len(val) // 16)]): h.update(t.cpu().contiguous().numpy().tobytes())
+    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    return settings | {"task": task, "n_classes": n_classes, "n_train": len(train), "n_val": len(val), "data_md5": h.hexdigest(),
+                       "encoder": type(model.encoder).__name__, "shapes_md5": hashlib.md5(json.dumps(shapes).encode()).hexdigest()}
+
+def resume_supervised(path: Path, ident: dict, model: Classifier, opt, sched, g: torch.Generator) -> tuple:
+    "Put a supervised checkpoint back into `model`, `opt`, `sched`, `g` and the random state, after checking it matches `ident`; returns (best score, kept weights, kept epoch, history, epoch to start at)."
+    from medssl_nb.fit import load_checkpoint, set_rng_state, CheckpointMismatchError   # fit imports this module
+    s = load_checkpoint(path, "cpu", "ckpt"); old = s.get("identity", {})
+    diffs = {k: (old.get(k), v) for k, v in ident.items() if old.get(k) != v}
+    if diffs:
+        raise CheckpointMismatchError(f"Checkpoint {path} was written by another supervised run (setting: checkpoint vs now): {diffs}. "
+                                      "Resume with the same settings and data, or delete the file (or pass another ckpt) to start afresh.")
+    model.load_state_dict(s["model"]); opt.load_state_dict(s["optimizer"]); sched.load_state_dict(s["scheduler"])
+    g.set_state(s["generator"]); set_rng_state(s["rng"])
+    return s["best_score"], s["best_state"], s["best_epoch"], s["history"], s["epoch"]
 
 def fine_tune(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 20, lr: float = 1e-3,
               encoder_lr_mult: float = 0.1, **kw) -> tuple[Classifier, list]:

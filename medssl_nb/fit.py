@@ -139,12 +139,12 @@ def steps_plan(n_images: int, batch_size: int, world: int = 1) -> tuple[int, int
     return bs, max(1, n_local // bs)
 
 # %% ../nbs/05_fit.ipynb #7415647e
-def load_checkpoint(path: Path, device) -> dict:
-    "The checkpoint at `path`, loaded with `weights_only=True` (tensors and plain Python values only: a shared file cannot run code); a clear error when it cannot be read."
+def load_checkpoint(path: Path, device, option: str = "ckpt_dir") -> dict:
+    "The checkpoint at `path`, loaded with `weights_only=True` (tensors and plain Python values only: a shared file cannot run code); a clear error, naming the caller's `option`, when it cannot be read."
     try: return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
         raise MedSSLError(f"Cannot read checkpoint {path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-                          "Delete it to start afresh, or point ckpt_dir elsewhere.") from e
+                          f"Delete it to start afresh, or point {option} elsewhere.") from e
 
 def restore(state: dict, path: Path, method: SSLMethod, opt, sched, cfg: FitConfig, rank: int = 0, world: int = 1) -> tuple[list, int]:
     "Put a checkpoint's weights, optimiser, schedule and random state back, after checking it was written by this method and config; returns (history, epoch to start at)."

@@ -482,11 +482,16 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("segmentation/*", "medssl study segmentation --out results/segmentation", "segmentation/segmentation_study_provenance.json",
      "segmentation/segmentation_study.csv"),
     ("baseline_speed/*", "medssl study baseline-speed --out results/baseline_speed", "baseline_speed/baseline_speed_provenance.json", "baseline_speed/baseline_speed.csv"),
+    ("baseline_speed_64/*", "medssl study baseline-speed --sizes 64 --widths 8 --precisions bf16 --out results/baseline_speed_64",
+     "baseline_speed_64/baseline_speed_provenance.json", "baseline_speed_64/baseline_speed.csv"),
     ("volumetric_baselines/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 2.5d 3d acs --out results/volumetric_baselines",
      "volumetric_baselines/volumetric_provenance.json", "volumetric_baselines/volumetric.csv"),
     ("volumetric_baselines_w16/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 16 --sup-epochs 15 --sup-batch 32 --sup-schedule cosine "
      "--sup-layout channels_last_3d --sup-convs 3d acs --fractions 0.1 1.0 --seeds 0 --out results/volumetric_baselines_w16",
      "volumetric_baselines_w16/volumetric_provenance.json", "volumetric_baselines_w16/volumetric.csv"),
+    ("volumetric_baselines_64/*", "medssl study volumetric --preset v2-resnet18-3d --size 64 --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
+     "--sup-layout channels_last_3d --seeds 0 --out results/volumetric_baselines_64",
+     "volumetric_baselines_64/volumetric_provenance.json", "volumetric_baselines_64/volumetric.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

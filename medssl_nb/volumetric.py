@@ -318,20 +318,21 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
         rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
     recipe = "v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule"
-    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr, cfg.sup_schedule,
-                cfg.sup_layout == "channels_last_3d") for f in cfg.sup_convs]
-    vit = [("supervised ViT (from scratch)", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False)] if cfg.sup_vit else []
-    for name, make, epochs, lr, sched, cl3d in resnets + vit:
-        for frac in cfg.fractions:
-            idx = label_subset(d.train.y, frac, seed=seed); t0 = time.perf_counter(); set_seed(seed)
+    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr,
+                cfg.sup_schedule, cfg.sup_layout == "channels_last_3d") for f in cfg.sup_convs]
+    vit = [("supervised ViT (from scratch)", "vit", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False)] if cfg.sup_vit else []
+    for name, tag, make, epochs, lr, sched, cl3d in resnets + vit:
+        for frac in cfg.fractions:   # each training resumable: a killed unit continues from its last finished epoch
+            ckpt = Path(cfg.out) / "checkpoints" / f"{cfg.dataset}_{cfg.size}_supervised_{tag}_f{frac:g}_seed{seed}.pt"
+            idx = label_subset(d.train.y, frac, seed=seed); set_seed(seed)
             model, hist = train_supervised(make(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes, epochs=epochs, lr=lr,
                                         batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device, schedule=sched,
-                                        channels_last_3d=cl3d)
-            s_test, s_val = (predict_scores(model, s.x, d.task, precision=precision) for s in (d.test, d.val))
+                                        channels_last_3d=cl3d, ckpt=ckpt)
+            t0 = time.perf_counter(); s_test, s_val = (predict_scores(model, s.x, d.task, precision=precision) for s in (d.test, d.val))
             m = medmnist_metrics(d.test.y.numpy(), s_test, d.task) | decision_metrics(d.val.y.numpy(), s_val, d.test.y.numpy(), s_test, d.task)
-            val_auc = max((h["val_auc"] for h in hist if np.isfinite(h["val_auc"])), default=float("nan"))   # the kept epoch's, for choosing a recipe without the test split
+            val_auc = next(h["val_auc"] for h in hist if h["kept"])   # the kept model's, for choosing a recipe without the test split
             rows.append({"method": name, "fraction": frac, "n_labels": len(idx), "protocol": "supervised", **m, "val_auc": val_auc,
-                         "seconds": round(time.perf_counter() - t0, 2)})
+                         "seconds": round(sum(h["seconds"] for h in hist) + time.perf_counter() - t0, 2)})   # every call's epochs, if resumed
     return rows
 
 # %% ../nbs/21_volumetric.ipynb #414f278f

@@ -15,9 +15,9 @@ import torch
 __all__ = ['BF16_MIN_SPEEDUP', 'CODE_PATHS', 'MedSSLError', 'NotApplicableError', 'Settings', 'set_seed', 'default_device',
            'cpu_supports_bf16', 'choose_precision', 'resolve_precision', 'autocast', 'precision_cache_file',
            'backbone_key', 'bf16_probe', 'in_fp32', 'channels_last_ok', 'weights_in', 'fast_memory_format',
-           'keep_torch_threads', 'atomic_write', 'atomic_torch_save', 'atomic_write_text', 'live_runs', 'gaussian_blur',
-           'git_commit', 'hardware_info', 'provenance', 'Record', 'recording', 'save_record', 'named_live',
-           'live_or_recorded', 'load_record']
+           'keep_torch_threads', 'atomic_write', 'clear_killed_writes', 'atomic_torch_save', 'atomic_write_text',
+           'live_runs', 'gaussian_blur', 'git_commit', 'hardware_info', 'provenance', 'Record', 'recording',
+           'save_record', 'named_live', 'live_or_recorded', 'load_record']
 
 # %% ../nbs/00_core.ipynb #e2f87d86
 class MedSSLError(Exception):
@@ -206,6 +206,11 @@ def atomic_write(path: str | Path, mode: str = "wb"):
     except BaseException:
         with contextlib.suppress(OSError): os.unlink(tmp)
         raise
+
+def clear_killed_writes(path: str | Path):
+    "Delete the temporary files that an `atomic_write` to `path` killed mid-write (SIGKILL skips its clean-up) left beside it."
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"): stale.unlink(missing_ok=True)
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     "`torch.save` through `atomic_write`: the file at `path` is either the old one or the complete new one."

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.metrics import roc_auc_score
 from scipy import stats
 from tqdm.auto import tqdm
-from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format, atomic_torch_save
+from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format, atomic_torch_save, clear_killed_writes
 from .views import prepare, BatchAugment, ViewConfig
 from .data import Split
 
@@ -275,7 +275,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
         ckpt = Path(ckpt); ident = supervised_identity(model, train, val, task, n_classes, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
                                                        batch_size=batch_size, seed=seed, precision=precision, balance=balance, augment=repr(augment),
                                                        schedule=schedule, channels_last_3d=cl3d)
-        for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"): stale.unlink(missing_ok=True)   # what a killed write left behind
+        clear_killed_writes(ckpt)
         if ckpt.exists(): best_auc, best_state, best_ep, hist, start = resume_supervised(ckpt, ident, model, opt, sched, g)
     bs = min(batch_size, len(train))
     views = BatchAugment(augment).to(device) if augment is not None else None

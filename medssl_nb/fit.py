@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
-from .core import MedSSLError, Settings, set_seed, resolve_precision, choose_precision, autocast, atomic_torch_save, default_device, fast_memory_format
+from .core import MedSSLError, Settings, set_seed, resolve_precision, choose_precision, autocast, atomic_torch_save, clear_killed_writes, default_device, fast_memory_format
 from .methods.base import SSLMethod, embedding_std, collapse_floor
 from .distributed import all_reduce_mean, dist_info, local_device, sync_batchnorm
 from .evaluate import check_encoder_input
@@ -231,7 +231,7 @@ def fit(method: SSLMethod, images: torch.Tensor, cfg: FitConfig | None = None, r
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(int(round(cfg.warmup_epochs * steps)), total))
     ckpt = Path(cfg.ckpt_dir) / "last.pt" if cfg.ckpt_dir else None
     if ckpt is not None and rank == 0:   # temporary files of a write that was killed (SIGKILL leaves them behind)
-        for stale in ckpt.parent.glob(f".{ckpt.name}.*.tmp"): stale.unlink(missing_ok=True)
+        clear_killed_writes(ckpt)
     history, start = [], 0
     if ckpt is not None and resume and ckpt.exists():
         history, start = restore(load_checkpoint(ckpt, device), ckpt, method, opt, sched, cfg, rank, world)

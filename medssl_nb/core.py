@@ -165,9 +165,13 @@ def channels_last_ok(module: torch.nn.Module) -> bool:
                    for m in module.modules())
 
 def weights_in(module: torch.nn.Module, fmt: torch.memory_format) -> torch.nn.Module:
-    "`module` (in place) with its 5-D weights in memory format `fmt`; other weights stay as they are (ACS keeps its 2D kernels in a 4-D bank)."
+    """`module` (in place) with its 5-D weights in memory format `fmt`. A layer that builds its 5-D kernels from weights of another shape (ACS, from a bank of
+    2D kernels) declares a `kernel_format` attribute and is told `fmt` through it: oneDNN computes a convolution in the layout of its kernel when the input
+    is ambiguous (one channel), so an NCDHW kernel in the first layer would put the whole network back in NCDHW."""
     for p in module.parameters():
         if p.ndim == 5: p.data = p.data.contiguous(memory_format=fmt)
+    for m in module.modules():
+        if hasattr(m, "kernel_format"): m.kernel_format = fmt
     return module
 
 def fast_memory_format(module: torch.nn.Module, ndim: int, channels_last_3d: bool = False) -> torch.nn.Module:

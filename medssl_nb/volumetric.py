@@ -46,6 +46,7 @@ class ACSConv(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
         n = out_channels // 3; self.split = (out_channels - 2 * n, n, n)   # axial, coronal, sagittal
         self.stride, self.padding = stride, padding
+        self.kernel_format = torch.contiguous_format   # the memory format of the 5-D kernels built in `_planes`; `to_layout` sets it
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # as the 3D ResNet's Conv3dSmallFp32 (the same test): on a CPU under bf16 autocast, a map smaller than the kernel is computed in float32
         # (oneDNN's bf16 weight gradient for such maps does not repeat between identical runs on some CPUs with native bf16)
@@ -57,7 +58,8 @@ class ACSConv(nn.Module):
         outs, i = [], 0
         for axis, c in zip((2, 3, 4), self.split):
             pad = [self.padding] * 3; pad[axis - 2] = 0
-            outs.append(F.conv3d(x, self.weight[i:i + c].unsqueeze(axis).to(x.dtype), None if self.bias is None else self.bias[i:i + c].to(x.dtype),
+            kernel = self.weight[i:i + c].unsqueeze(axis).to(x.dtype).contiguous(memory_format=self.kernel_format)
+            outs.append(F.conv3d(x, kernel, None if self.bias is None else self.bias[i:i + c].to(x.dtype),
                                  self.stride, tuple(pad))); i += c
         return torch.cat(outs, 1)
 
@@ -92,7 +94,7 @@ def _fmt(layout: str):
     return torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
 
 def to_layout(model: nn.Module, layout: str) -> nn.Module:
-    "`model` (in place) with its 5-D weights in `layout`, 'contiguous' (NCDHW) or 'channels_last_3d' (NDHWC); ACS's bank of 2D kernels (4-D) stays as it is."
+    "`model` (in place) with its 5-D weights in `layout`, 'contiguous' (NCDHW) or 'channels_last_3d' (NDHWC); ACS layers build their 5-D kernels in it."
     return weights_in(model, _fmt(layout))
 
 def time_baseline(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32", layout: str = "contiguous",

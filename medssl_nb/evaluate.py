@@ -16,14 +16,14 @@ from sklearn.metrics import roc_auc_score
 from scipy import stats
 from tqdm.auto import tqdm
 from .core import MedSSLError, autocast, resolve_precision, default_device, fast_memory_format, atomic_torch_save, clear_killed_writes
-from .views import prepare, BatchAugment, ViewConfig
+from .views import prepare, BatchAugment, ViewConfig, to_float, normalize
 from .data import Split
 
 # %% auto #0
 __all__ = ['TASKS', 'BALANCE', 'SCHEDULES', 'medmnist_metrics', 'decision_metrics', 'check_encoder_input', 'check_features',
-           'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'lr_schedule', 'class_balance',
-           'predict_scores', 'train_supervised', 'supervised_identity', 'resume_supervised', 'fine_tune', 'mean_ci',
-           'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
+           'inference_precision', 'embed', 'linear_probe', 'knn_predict', 'Classifier', 'ShapeIntensity', 'lr_schedule',
+           'class_balance', 'predict_scores', 'train_supervised', 'supervised_identity', 'resume_supervised',
+           'fine_tune', 'mean_ci', 'fmt_ci', 'paired_diff', 'bootstrap_auc', 'frozen_test_scores']
 
 # %% ../nbs/06_evaluate.ipynb #2560e64f
 TASKS = ("binary-class", "multi-class", "ordinal-regression", "multi-label, binary-class")
@@ -180,10 +180,24 @@ def knn_predict(f_train, y_train, f_test, n_classes: int, k: int = 11, weighting
 
 # %% ../nbs/06_evaluate.ipynb #a565f5b2
 class Classifier(nn.Module):
-    "An encoder followed by a linear layer."
-    def __init__(self, encoder: nn.Module, n_out: int):
-        super().__init__(); self.encoder, self.fc = encoder, nn.Linear(encoder.feat_dim, n_out)
-    def forward(self, x): return self.fc(self.encoder(x))
+    """An encoder followed by a linear layer. `eval_scale` ≠ 1 multiplies the intensity of the [0, 1] image by it in evaluation
+    (on the normalised input x = 2·image − 1 that is s·x + s − 1): the test-time half of `ShapeIntensity`."""
+    def __init__(self, encoder: nn.Module, n_out: int, eval_scale: float = 1.0):
+        super().__init__(); self.encoder, self.fc, self.eval_scale = encoder, nn.Linear(encoder.feat_dim, n_out), eval_scale
+    def forward(self, x):
+        if not self.training and self.eval_scale != 1.0: x = x * self.eval_scale + (self.eval_scale - 1.0)
+        return self.fc(self.encoder(x))
+
+class ShapeIntensity:
+    """MedMNIST v2's shape transform, for its flags whose volumes are binary masks (AdrenalMNIST3D, VesselMNIST3D): each training volume,
+    in [0, 1], is multiplied by one draw of U(0, 1), and evaluation multiplies by 0.5, the draw's mean (`--shape_transform` and `Transform3D`
+    in v2's training code, [MedMNIST/experiments](https://github.com/MedMNIST/experiments/tree/main/MedMNIST3D)). Pass it as
+    `train_supervised(augment=ShapeIntensity())`; the classifier it returns applies the evaluation half itself (`Classifier.eval_scale`)."""
+    eval_scale = 0.5
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = to_float(x)
+        return normalize(x * torch.rand((len(x),) + (1,) * (x.ndim - 1), device=x.device))
+    def __repr__(self) -> str: return "ShapeIntensity()"
 
 BALANCE = ("none", "resample", "reweight")
 SCHEDULES = ("multistep", "cosine")
@@ -240,13 +254,14 @@ def _supervised_epoch(model, train: Split, perm: torch.Tensor, bs: int, opt, cri
 
 def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_classes: int, epochs: int = 100,
                      lr: float = 1e-3, batch_size: int = 128, precision: str = "auto", seed: int = 0, progress: bool = True,
-                     device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | None = None,
+                     device=None, encoder_lr: float | None = None, balance: str = "none", augment: ViewConfig | ShapeIntensity | None = None,
                      schedule: str = "multistep", channels_last_3d: bool = False, ckpt: str | Path | None = None,
                      stop_after_epochs: int | None = None) -> tuple[Classifier, list]:
     """Train `encoder` + linear head on `train` with MedMNIST v2's recipe (the encoder at `encoder_lr`, default `lr`; `schedule` from `SCHEDULES`, v2's is 'multistep'); return the model of best validation AUC and the history (one row per epoch, `kept` marking the epoch of the model returned).
     `balance` handles class imbalance: `'resample'` draws each epoch's examples with replacement at probability ∝ 1/(class count), so classes
     appear equally often; `'reweight'` weights the cross-entropy by N/(K·n_c) (multi-label: each label's BCE positive weight by negatives/positives).
-    `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is always on the plain images.
+    `augment`: random views of each training batch (a `ViewConfig`, e.g. the SSL methods' own), where v2's recipe uses none; evaluation is on the plain images,
+    except that `ShapeIntensity` (v2's transform for shape flags) has the classifier scale them by its mean.
     `channels_last_3d`: a 3D network's weights and batches in NDHWC (same numbers up to the order of float sums; faster for most 3D settings on a CPU).
     `ckpt`: a file the whole state is written to, atomically, after every epoch; a call that finds it continues after its last epoch and ends with
     the same model and history as a run never stopped (a file of other settings, network or data is refused). `stop_after_epochs`: end this call
@@ -254,10 +269,9 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
     if len(train) < 2: raise MedSSLError("train_supervised needs at least 2 labelled examples.")
     if balance not in BALANCE: raise MedSSLError(f"balance must be one of {BALANCE}, got {balance!r}.")
     if schedule not in SCHEDULES: raise MedSSLError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
-    device = torch.device(device) if device else default_device()
-    torch.manual_seed(seed)
+    device = torch.device(device) if device else default_device(); torch.manual_seed(seed)
     multilabel = task.startswith("multi-label")
-    model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes).to(device)
+    model = Classifier(encoder, train.y.shape[1] if multilabel else n_classes, getattr(augment, "eval_scale", 1.0)).to(device)
     fast_memory_format(model, train.x.ndim, channels_last_3d)
     cl3d = channels_last_3d and train.x.ndim == 5
     if epochs < 1 or lr <= 0 or (encoder_lr is not None and encoder_lr < 0) or (stop_after_epochs is not None and stop_after_epochs < 1):
@@ -278,7 +292,7 @@ def train_supervised(encoder: nn.Module, train: Split, val: Split, task: str, n_
         clear_killed_writes(ckpt)
         if ckpt.exists(): best_auc, best_state, best_ep, hist, start = resume_supervised(ckpt, ident, model, opt, sched, g)
     bs = min(batch_size, len(train))
-    views = BatchAugment(augment).to(device) if augment is not None else None
+    views = BatchAugment(augment).to(device) if isinstance(augment, ViewConfig) else augment
     end = epochs if stop_after_epochs is None else min(epochs, start + stop_after_epochs)
     for ep in tqdm(range(start, end), desc="supervised", disable=not progress, leave=False):
         model.train(); t0 = time.perf_counter()

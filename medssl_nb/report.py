@@ -492,6 +492,9 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("volumetric_baselines_64/*", "medssl study volumetric --preset v2-resnet18-3d --size 64 --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
      "--sup-layout channels_last_3d --seeds 0 --out results/volumetric_baselines_64",
      "volumetric_baselines_64/volumetric_provenance.json", "volumetric_baselines_64/volumetric.csv"),
+    ("volumetric_baselines_64_acs/*", "medssl study volumetric --preset v2-resnet18-3d --size 64 --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --seeds 0 --out results/volumetric_baselines_64_acs",
+     "volumetric_baselines_64_acs/volumetric_provenance.json", "volumetric_baselines_64_acs/volumetric.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

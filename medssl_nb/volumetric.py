@@ -18,22 +18,23 @@ from .data import MedData, FLAGS_3D, INFO, check_flag, load_dataset, synthetic_f
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32, small_map_under_cpu_autocast
 from .fit import fit, FitConfig
-from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics, SCHEDULES, Classifier, paired_diff
+from .evaluate import train_supervised, predict_scores, medmnist_metrics, mean_ci, decision_metrics, SCHEDULES, Classifier, paired_diff, ShapeIntensity
 from .methods.base import build_method, collapse_floor, METHODS
 from .methods.volumetric import DINO3D, SlicePosition, VolumeCropConfig
 from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES, slab_layout
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU', 'SEG_ENCODERS',
-           'SEG_HEADS', 'ACSConv', 'conv_family', 'baseline_model', 'to_layout', 'time_baseline', 'layout_difference',
-           'BaselineSpeedConfig', 'summarize_baseline_speed', 'run_baseline_speed', 'VolumetricConfig', 'load_volumes',
-           'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric',
-           'write_volumetric', 'rescore_ssl', 'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment',
-           'segmentation_experiment', 'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior',
-           'Injector', 'Extractor', 'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig',
-           'labelled_volumes', 'seg_criterion', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
-           'run_segmentation_study', 'summarize_segmentation']
+__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'SUP_AUGMENTS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU',
+           'SEG_ENCODERS', 'SEG_HEADS', 'ACSConv', 'conv_family', 'baseline_model', 'to_layout', 'time_baseline',
+           'layout_difference', 'BaselineSpeedConfig', 'summarize_baseline_speed', 'run_baseline_speed',
+           'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric',
+           'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'rescore_ssl', 'dice_scores',
+           'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment', 'record_segmentation',
+           'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter',
+           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_criterion',
+           'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study',
+           'summarize_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #fbbab7e2
 class ACSConv(nn.Module):
@@ -84,6 +85,7 @@ def _convert(model: nn.Module, family: str):
 
 # %% ../nbs/21_volumetric.ipynb #99d1186a
 LAYOUTS = ("contiguous", "channels_last_3d")
+SUP_AUGMENTS = ("none", "v2-shape")
 
 def baseline_model(family: str, width: int, in_chans: int = 1, n_classes: int = 2, depth: int = 18) -> Classifier:
     "The supervised baseline's network: a 3D ResNet-`depth` of `width` channels in convolution `family`, with a linear head."
@@ -226,6 +228,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
     sup_schedule: str = "multistep"      # the supervised ResNet's learning-rate schedule (evaluate.SCHEDULES): v2's 'multistep' or 'cosine'
     sup_vit: bool = True                 # also train the ViT from scratch (the SSL methods' like-for-like baseline); off for a ResNet-only record
     sup_layout: str = "contiguous"       # the supervised ResNet's memory layout (LAYOUTS): 'channels_last_3d' gives the same numbers, faster for most families
+    sup_augment: str = "none"            # the supervised ResNet's augmentation (SUP_AUGMENTS): 'v2-shape' is v2's transform for mask flags (evaluate.ShapeIntensity)
     _volatile = ("methods", "seeds", "out", "root", "download", "progress", "skip_baselines")
     _retired = ("knn_temperature",)      # records made before it went: the weighted kNN is not among this study's protocols, so it never mattered
 
@@ -235,6 +238,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
         if bad or not self.sup_convs: raise MedSSLError(f"sup_convs must name one or more of {CONV_FAMILIES}, got {list(self.sup_convs)}.")
         if self.sup_schedule not in SCHEDULES: raise MedSSLError(f"sup_schedule must be one of {SCHEDULES}, got {self.sup_schedule!r}.")
         if self.sup_layout not in LAYOUTS: raise MedSSLError(f"sup_layout must be one of {LAYOUTS}, got {self.sup_layout!r}.")
+        if self.sup_augment not in SUP_AUGMENTS: raise MedSSLError(f"sup_augment must be one of {SUP_AUGMENTS}, got {self.sup_augment!r}.")
         check_flag(self.dataset, self.size)
         if self.dataset not in FLAGS_3D: raise MedSSLError(f"{self.dataset} is a 2D set; this study is for MedMNIST3D flags ({', '.join(FLAGS_3D)}).")
         self.methods = tuple(str(m).lower() for m in self.methods)
@@ -319,17 +323,18 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
         rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
-    recipe = "v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule"
+    recipe = ("v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule") + (", v2 shape transform" if cfg.sup_augment == "v2-shape" else "")
+    aug = ShapeIntensity() if cfg.sup_augment == "v2-shape" else None
     resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr,
-                cfg.sup_schedule, cfg.sup_layout == "channels_last_3d") for f in cfg.sup_convs]
-    vit = [("supervised ViT (from scratch)", "vit", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False)] if cfg.sup_vit else []
-    for name, tag, make, epochs, lr, sched, cl3d in resnets + vit:
+                cfg.sup_schedule, cfg.sup_layout == "channels_last_3d", aug) for f in cfg.sup_convs]
+    vit = [("supervised ViT (from scratch)", "vit", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False, None)] if cfg.sup_vit else []
+    for name, tag, make, epochs, lr, sched, cl3d, augment in resnets + vit:
         for frac in cfg.fractions:   # each training resumable: a killed unit continues from its last finished epoch
             ckpt = Path(cfg.out) / "checkpoints" / f"{cfg.dataset}_{cfg.size}_supervised_{tag}_f{frac:g}_seed{seed}.pt"
             idx = label_subset(d.train.y, frac, seed=seed); set_seed(seed)
             model, hist = train_supervised(make(d.n_channels), d.train.subset(idx), d.val, d.task, d.n_classes, epochs=epochs, lr=lr,
                                         batch_size=cfg.sup_batch, precision=cfg.precision, seed=seed, progress=False, device=device, schedule=sched,
-                                        channels_last_3d=cl3d, ckpt=ckpt)
+                                        channels_last_3d=cl3d, ckpt=ckpt, augment=augment)
             t0 = time.perf_counter(); s_test, s_val = (predict_scores(model, s.x, d.task, precision=precision) for s in (d.test, d.val))
             m = medmnist_metrics(d.test.y.numpy(), s_test, d.task) | decision_metrics(d.val.y.numpy(), s_val, d.test.y.numpy(), s_test, d.task)
             val_auc = next(h["val_auc"] for h in hist if h["kept"])   # the kept model's, for choosing a recipe without the test split

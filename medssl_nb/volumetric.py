@@ -25,16 +25,16 @@ from .methods.hybrid import SliceOrder, MultiPretext, DEFAULT_OBJECTIVES, slab_l
 from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encoder, published, published_models, save_figure, check_fractions
 
 # %% auto #0
-__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'SUP_AUGMENTS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS', 'SEG_CPU',
-           'SEG_ENCODERS', 'SEG_HEADS', 'ACSConv', 'conv_family', 'baseline_model', 'to_layout', 'time_baseline',
-           'layout_difference', 'BaselineSpeedConfig', 'summarize_baseline_speed', 'run_baseline_speed',
-           'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows', 'run_volumetric',
-           'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'rescore_ssl', 'dice_scores',
-           'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment', 'record_segmentation',
-           'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor', 'ViTAdapter',
-           'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes', 'seg_criterion',
-           'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet', 'run_segmentation_study',
-           'summarize_segmentation']
+__all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'SUP_AUGMENTS', 'SUP_INITS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS',
+           'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS', 'ACSConv', 'conv_family', 'v2_init', 'baseline_model', 'to_layout',
+           'time_baseline', 'layout_difference', 'BaselineSpeedConfig', 'summarize_baseline_speed',
+           'run_baseline_speed', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows',
+           'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'rescore_ssl',
+           'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment',
+           'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor',
+           'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes',
+           'seg_criterion', 'train_dense', 'dice_per_class', 'segmentation_encoder', 'PaddedUNet',
+           'run_segmentation_study', 'summarize_segmentation']
 
 # %% ../nbs/21_volumetric.ipynb #fbbab7e2
 class ACSConv(nn.Module):
@@ -74,6 +74,22 @@ def conv_family(model: nn.Module, family: str) -> nn.Module:
     model.conv_family = family
     return model
 
+def v2_init(model: nn.Module) -> nn.Module:
+    """`model` (in place) initialised as MedMNIST v2's training code initialises its 3D ResNets, which are 2D ResNets converted by `acsconv`:
+    PyTorch's default initialisation of every layer (no zero-init of a residual branch's last BN); ACS and 2.5D layers keep the default
+    initialisation of a 2D k×k kernel; in the '3d' family each k×k×k kernel is such a 2D kernel repeated over depth and divided by k
+    (I3D inflation, `Conv3dConverter(model, i3d_repeat_axis=-3)`, the default of v2's script)."""
+    inflate = getattr(model, "conv_family", "3d") == "3d"
+    for m in model.modules():
+        if isinstance(m, ACSConv): nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5)   # nn.Conv2d's default, on the 2D bank
+        elif isinstance(m, nn.Conv3d) and inflate and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
+            k = m.kernel_size[0]; w2 = torch.empty(m.weight.shape[:2] + (k, k))
+            nn.init.kaiming_uniform_(w2, a=5 ** 0.5)
+            with torch.no_grad(): m.weight.copy_(w2.unsqueeze(2).repeat(1, 1, k, 1, 1) / k)
+            if m.bias is not None: m.bias.data.zero_()
+        elif isinstance(m, (nn.Conv3d, nn.BatchNorm3d, nn.Linear)): m.reset_parameters()
+    return model
+
 def _convert(model: nn.Module, family: str):
     for name, m in model.named_children():
         if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
@@ -86,6 +102,7 @@ def _convert(model: nn.Module, family: str):
 # %% ../nbs/21_volumetric.ipynb #99d1186a
 LAYOUTS = ("contiguous", "channels_last_3d")
 SUP_AUGMENTS = ("none", "v2-shape")
+SUP_INITS = ("resnet", "v2")
 
 def baseline_model(family: str, width: int, in_chans: int = 1, n_classes: int = 2, depth: int = 18) -> Classifier:
     "The supervised baseline's network: a 3D ResNet-`depth` of `width` channels in convolution `family`, with a linear head."
@@ -229,6 +246,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
     sup_vit: bool = True                 # also train the ViT from scratch (the SSL methods' like-for-like baseline); off for a ResNet-only record
     sup_layout: str = "contiguous"       # the supervised ResNet's memory layout (LAYOUTS): 'channels_last_3d' gives the same numbers, faster for most families
     sup_augment: str = "none"            # the supervised ResNet's augmentation (SUP_AUGMENTS): 'v2-shape' is v2's transform for mask flags (evaluate.ShapeIntensity)
+    sup_init: str = "resnet"             # the supervised ResNet's initialisation (SUP_INITS): 'resnet' (kaiming, zero-init residual BN) or v2's (`v2_init`)
     _volatile = ("methods", "seeds", "out", "root", "download", "progress", "skip_baselines")
     _retired = ("knn_temperature",)      # records made before it went: the weighted kNN is not among this study's protocols, so it never mattered
 
@@ -239,6 +257,7 @@ class VolumetricConfig(StudyConfig, DataSettings):
         if self.sup_schedule not in SCHEDULES: raise MedSSLError(f"sup_schedule must be one of {SCHEDULES}, got {self.sup_schedule!r}.")
         if self.sup_layout not in LAYOUTS: raise MedSSLError(f"sup_layout must be one of {LAYOUTS}, got {self.sup_layout!r}.")
         if self.sup_augment not in SUP_AUGMENTS: raise MedSSLError(f"sup_augment must be one of {SUP_AUGMENTS}, got {self.sup_augment!r}.")
+        if self.sup_init not in SUP_INITS: raise MedSSLError(f"sup_init must be one of {SUP_INITS}, got {self.sup_init!r}.")
         check_flag(self.dataset, self.size)
         if self.dataset not in FLAGS_3D: raise MedSSLError(f"{self.dataset} is a 2D set; this study is for MedMNIST3D flags ({', '.join(FLAGS_3D)}).")
         self.methods = tuple(str(m).lower() for m in self.methods)
@@ -323,9 +342,11 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
         rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
-    recipe = ("v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule") + (", v2 shape transform" if cfg.sup_augment == "v2-shape" else "")
+    recipe = ("v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule") + (", v2 shape transform" if cfg.sup_augment == "v2-shape" else "") \
+             + (", v2 init" if cfg.sup_init == "v2" else "")
+    init = v2_init if cfg.sup_init == "v2" else (lambda m: m)
     aug = ShapeIntensity() if cfg.sup_augment == "v2-shape" else None
-    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: conv_family(cfg.sup_resnet(c), f), cfg.sup_epochs, cfg.sup_lr,
+    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: init(conv_family(cfg.sup_resnet(c), f)), cfg.sup_epochs, cfg.sup_lr,
                 cfg.sup_schedule, cfg.sup_layout == "channels_last_3d", aug) for f in cfg.sup_convs]
     vit = [("supervised ViT (from scratch)", "vit", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False, None)] if cfg.sup_vit else []
     for name, tag, make, epochs, lr, sched, cl3d, augment in resnets + vit:

@@ -495,6 +495,18 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("volumetric_baselines_64_acs/*", "medssl study volumetric --preset v2-resnet18-3d --size 64 --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
      "--sup-layout channels_last_3d --seeds 0 --out results/volumetric_baselines_64_acs",
      "volumetric_baselines_64_acs/volumetric_provenance.json", "volumetric_baselines_64_acs/volumetric.csv"),
+    ("volumetric_baselines_64_25d/*", "medssl study volumetric --preset v2-resnet18-3d --size 64 --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 2.5d "
+     "--sup-layout channels_last_3d --seeds 0 --out results/volumetric_baselines_64_25d",
+     "volumetric_baselines_64_25d/volumetric_provenance.json", "volumetric_baselines_64_25d/volumetric.csv"),
+    ("volumetric_baselines_acs_cl3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --out results/volumetric_baselines_acs_cl3d",
+     "volumetric_baselines_acs_cl3d/volumetric_provenance.json", "volumetric_baselines_acs_cl3d/volumetric.csv"),
+    ("volumetric_baselines_shape/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --sup-augment v2-shape --out results/volumetric_baselines_shape",
+     "volumetric_baselines_shape/volumetric_provenance.json", "volumetric_baselines_shape/volumetric.csv"),
+    ("volumetric_baselines_v2init/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_v2init",
+     "volumetric_baselines_v2init/volumetric_provenance.json", "volumetric_baselines_v2init/volumetric.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

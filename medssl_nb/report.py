@@ -507,6 +507,15 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("volumetric_baselines_v2init/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
      "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_v2init",
      "volumetric_baselines_v2init/volumetric_provenance.json", "volumetric_baselines_v2init/volumetric.csv"),
+    ("volumetric_baselines_v2init_e30/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 30 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_v2init_e30",
+     "volumetric_baselines_v2init_e30/volumetric_provenance.json", "volumetric_baselines_v2init_e30/volumetric.csv"),
+    ("volumetric_baselines_w16v2/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 16 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_w16v2",
+     "volumetric_baselines_w16v2/volumetric_provenance.json", "volumetric_baselines_w16v2/volumetric.csv"),
+    ("volumetric_baselines_w32/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 32 --sup-epochs 15 --sup-batch 32 --sup-convs acs "
+     "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_w32",
+     "volumetric_baselines_w32/volumetric_provenance.json", "volumetric_baselines_w32/volumetric.csv"),
     ("ood/*", "medssl study ood --out results/ood", "ood/ood_provenance.json", "ood/ood.csv"),
     ("scaling/*", "medssl study scaling --out results/scaling", "scaling/scaling_provenance.json", "scaling/scaling.csv"),
     ("compute/*", "medssl study compute --out results/compute", "compute/compute_provenance.json", "compute/compute.csv"),

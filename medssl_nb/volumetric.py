@@ -74,6 +74,10 @@ def conv_family(model: nn.Module, family: str) -> nn.Module:
     model.conv_family = family
     return model
 
+def _cubic(m: nn.Module) -> bool:
+    "Is `m` a 3D convolution with a cubic kernel larger than 1: a layer that a family converts and that v2 inflates from 2D?"
+    return isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1
+
 def v2_init(model: nn.Module) -> nn.Module:
     """`model` (in place) initialised as MedMNIST v2's training code initialises its 3D ResNets, which are 2D ResNets converted by `acsconv`:
     PyTorch's default initialisation of every layer (no zero-init of a residual branch's last BN); ACS and 2.5D layers keep the default
@@ -82,7 +86,7 @@ def v2_init(model: nn.Module) -> nn.Module:
     inflate = getattr(model, "conv_family", "3d") == "3d"
     for m in model.modules():
         if isinstance(m, ACSConv): nn.init.kaiming_uniform_(m.weight, a=5 ** 0.5)   # nn.Conv2d's default, on the 2D bank
-        elif isinstance(m, nn.Conv3d) and inflate and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
+        elif inflate and _cubic(m):
             k = m.kernel_size[0]; w2 = torch.empty(m.weight.shape[:2] + (k, k))
             nn.init.kaiming_uniform_(w2, a=5 ** 0.5)
             with torch.no_grad(): m.weight.copy_(w2.unsqueeze(2).repeat(1, 1, k, 1, 1) / k)
@@ -92,7 +96,7 @@ def v2_init(model: nn.Module) -> nn.Module:
 
 def _convert(model: nn.Module, family: str):
     for name, m in model.named_children():
-        if isinstance(m, nn.Conv3d) and m.kernel_size[0] > 1 and len(set(m.kernel_size)) == 1:
+        if _cubic(m):
             k, p = m.kernel_size[0], m.padding[0]
             new = (ACSConv(m.in_channels, m.out_channels, k, m.stride, p, bias=m.bias is not None) if family == "acs"
                    else Conv3dSmallFp32(m.in_channels, m.out_channels, (1, k, k), m.stride, (0, p, p), bias=m.bias is not None))

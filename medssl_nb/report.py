@@ -519,6 +519,9 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("volumetric_baselines_w32_3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 32 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
      "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_w32_3d",
      "volumetric_baselines_w32_3d/volumetric_provenance.json", "volumetric_baselines_w32_3d/volumetric.csv"),
+    ("volumetric_baselines_3d_cl3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
+     "--sup-layout channels_last_3d --out results/volumetric_baselines_3d_cl3d",
+     "volumetric_baselines_3d_cl3d/volumetric_provenance.json", "volumetric_baselines_3d_cl3d/volumetric.csv"),
     ("volumetric_baselines_v2init_3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
      "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_v2init_3d",
      "volumetric_baselines_v2init_3d/volumetric_provenance.json", "volumetric_baselines_v2init_3d/volumetric.csv"),

@@ -17,7 +17,7 @@ from .study import published
 from .quickstart import QuickstartConfig, run_quickstart, format_table
 from .pretrain import PretrainConfig, run_pretrain, CompareConfig, run_compare, format_compare
 from .label_efficiency import PRESETS as LE_PRESETS, run_label_efficiency, TransferConfig, run_transfer
-from .volumetric import PRESETS as V_PRESETS, run_volumetric, summarize_volumetric, SegmentationStudyConfig, run_segmentation_study, summarize_segmentation, BaselineSpeedConfig, run_baseline_speed
+from .volumetric import PRESETS as V_PRESETS, run_volumetric, summarize_volumetric, SegmentationStudyConfig, run_segmentation_study, summarize_segmentation, BaselineSpeedConfig, run_baseline_speed, BaselineCVConfig, run_baseline_cv
 from .imbalance import PRESETS as I_PRESETS, run_imbalance
 from .ood import PRESETS as O_PRESETS, run_ood
 from .scaling import GRIDS as S_GRIDS, run_scaling
@@ -107,6 +107,7 @@ STUDIES = {
     "segmentation": Command("Few-label 3D segmentation of the phantoms' organ and lesion at 10/25/50/100 %% labelled volumes: frozen ViT (random init, DINO3D, 3D MAE) x head (light, ViT-Adapter, UNETR), beside a U-Net from scratch.",
                             {"cpu": SegmentationStudyConfig()}, run_segmentation_study, lambda cfg, r: summarize_segmentation(r[0]).round(3).to_string(index=False) + "\n" + _rows(cfg, r[0], "segmentation_study.csv", "summary and provenance")),
     "baseline-speed": Command("The 3D supervised baseline's training step timed per convolution family, width, precision and memory layout.", {"cpu": BaselineSpeedConfig()}, run_baseline_speed, lambda cfg, r: _table(cfg, "baseline_speed_summary.csv") + "\n" + _rows(cfg, r[0], "baseline_speed.csv", "summary and provenance")),
+    "baseline-cv": Command("The 3D supervised baseline's recipe (the volumetric study's --sup-* settings) scored by K-fold cross-validation on the training and validation volumes pooled; the test split is not read.", {"cpu": BaselineCVConfig()}, run_baseline_cv, lambda cfg, r: _table(cfg, "baseline_cv_summary.csv") + "\n" + _rows(cfg, r[0], "baseline_cv.csv", "summary and provenance")),
     "imbalance": Command("Class imbalance (natural, 1:10, 1:50, 1:100) in the labelled set and the pretraining pool: SSL vs supervised, per-class recall/F1, resampling and re-weighting.",
                          I_PRESETS, run_imbalance, lambda cfg, r: _read(cfg, "imbalance_claims.md") + _rows(cfg, r[0], "imbalance.csv", "summary, paired differences, claims, figures and provenance")),
     "ood": Command("OOD detection: far OOD, a held-out class and 5 acquisition shifts at 5 severities; MSP, ODIN, energy, Mahalanobis, kNN, reconstruction.",
@@ -162,11 +163,9 @@ def _run_tool(args) -> int:
         if args.action == "fetch": fetch_medmnist(args.flags, args.size, args.root)
         print(pd.DataFrame(data_status(args.flags, args.size, args.root)).to_string(index=False)); return 0
     if args.command == "site":
-        from medssl_nb.site import site_command
-        return site_command(args.out, args.nbs, args.check, args.screenshots)
+        from medssl_nb.site import site_command; return site_command(args.out, args.nbs, args.check, args.screenshots)
     if args.command == "report":
-        from medssl_nb.report import report_command
-        return report_command(args.names, args.check, args.root)
+        from medssl_nb.report import report_command; return report_command(args.names, args.check, args.root)
     if args.command == "readme":
         from medssl_nb.site import write_readme
         print(f"wrote {write_readme(args.index, args.out)} from {args.index}"); return 0

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import MedSSLError, Settings, set_seed, provenance, atomic_write, atomic_write_text, resolve_precision, default_device, autocast, cpu_supports_bf16, weights_in
-from .data import MedData, FLAGS_3D, INFO, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
+from .data import MedData, Split, FLAGS_3D, INFO, check_flag, load_dataset, synthetic_for, locate_medmnist, file_md5, label_subset, phantom_segmentation
 from .views import prepare
 from .backbones import ViT, ResNet, BatchNorm3dFp32, LayerNormFp32, Conv3dSmallFp32, small_map_under_cpu_autocast
 from .fit import fit, FitConfig
@@ -28,8 +28,9 @@ from .study import StudyConfig, DataSettings, RunLog, run_units, evaluate_encode
 __all__ = ['CONV_FAMILIES', 'FAMILY_NAMES', 'LAYOUTS', 'SUP_AUGMENTS', 'SUP_INITS', 'V_METHODS', 'V_PROTOCOLS', 'PRESETS',
            'SEG_CPU', 'SEG_ENCODERS', 'SEG_HEADS', 'ACSConv', 'conv_family', 'v2_init', 'baseline_model', 'to_layout',
            'time_baseline', 'layout_difference', 'BaselineSpeedConfig', 'summarize_baseline_speed',
-           'run_baseline_speed', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'baseline_rows',
-           'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric', 'rescore_ssl',
+           'run_baseline_speed', 'VolumetricConfig', 'load_volumes', 'fit_3d', 'pretrain_3d', 'sup_recipes',
+           'baseline_rows', 'run_volumetric', 'summarize_volumetric', 'plot_volumetric', 'write_volumetric',
+           'stratified_folds', 'BaselineCVConfig', 'summarize_baseline_cv', 'run_baseline_cv', 'rescore_ssl',
            'dice_scores', 'SegmentationHead', 'train_segmentation', 'segment', 'segmentation_experiment',
            'record_segmentation', 'load_segmentation', 'CrossAttention', 'SpatialPrior', 'Injector', 'Extractor',
            'ViTAdapter', 'AdapterSegmentationHead', 'UNETRHead', 'SegmentationStudyConfig', 'labelled_volumes',
@@ -339,6 +340,14 @@ def pretrain_3d(cfg: VolumetricConfig, method: str, d: MedData, seed: int) -> tu
                                 "final_ssl_loss": h[-1]["loss"], "final_emb_std": h[-1]["emb_std"],
                                 "collapsed": bool(h[-1]["emb_std"] < collapse_floor(h[-1]["emb_dim"]))}
 
+def sup_recipes(cfg: VolumetricConfig) -> list[tuple]:
+    "The supervised ResNet of each family in `cfg.sup_convs`: (row name, family, model builder `make(in_chans)`, augmentation), all with `cfg`'s recipe."
+    recipe = ("v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule") + (", v2 shape transform" if cfg.sup_augment == "v2-shape" else "") \
+             + (", v2 init" if cfg.sup_init == "v2" else "")
+    init = v2_init if cfg.sup_init == "v2" else (lambda m: m)
+    aug = ShapeIntensity() if cfg.sup_augment == "v2-shape" else None
+    return [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: init(conv_family(cfg.sup_resnet(c), f)), aug) for f in cfg.sup_convs]
+
 def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, device) -> list[dict]:
     "Random-init ViT under the frozen protocols; supervised 3D ResNet (v2 recipe) and supervised ViT from scratch at every fraction."
     rows = []
@@ -346,12 +355,7 @@ def baseline_rows(cfg: VolumetricConfig, d: MedData, seed: int, precision: str, 
     if frozen:
         set_seed(10_000 + seed); enc = cfg.vit(d.n_channels, "mean").to(device)
         rows += [{"method": "random-init ViT"} | r for r in evaluate_encoder(cfg, enc, d, seed, precision, device, frozen, cfg.fractions)]
-    recipe = ("v2 recipe" if cfg.sup_schedule == "multistep" else f"{cfg.sup_schedule} schedule") + (", v2 shape transform" if cfg.sup_augment == "v2-shape" else "") \
-             + (", v2 init" if cfg.sup_init == "v2" else "")
-    init = v2_init if cfg.sup_init == "v2" else (lambda m: m)
-    aug = ShapeIntensity() if cfg.sup_augment == "v2-shape" else None
-    resnets = [(f"supervised ResNet-{FAMILY_NAMES[f]} ({recipe})", f, lambda c, f=f: init(conv_family(cfg.sup_resnet(c), f)), cfg.sup_epochs, cfg.sup_lr,
-                cfg.sup_schedule, cfg.sup_layout == "channels_last_3d", aug) for f in cfg.sup_convs]
+    resnets = [(name, f, make, cfg.sup_epochs, cfg.sup_lr, cfg.sup_schedule, cfg.sup_layout == "channels_last_3d", aug) for name, f, make, aug in sup_recipes(cfg)]
     vit = [("supervised ViT (from scratch)", "vit", lambda c: cfg.vit(c, "cls"), cfg.ft_epochs, cfg.ft_lr, "multistep", False, None)] if cfg.sup_vit else []
     for name, tag, make, epochs, lr, sched, cl3d, augment in resnets + vit:
         for frac in cfg.fractions:   # each training resumable: a killed unit continues from its last finished epoch
@@ -430,6 +434,73 @@ def write_volumetric(df: pd.DataFrame, prov: dict, out: Path):
     atomic_write_text(summary.to_csv(index=False), out / "volumetric_summary.csv")
     atomic_write_text(json.dumps(prov, indent=2, default=str), out / "volumetric_provenance.json")
     if len(summary): save_figure(plot_volumetric(summary, prov.get("config", {}).get("dataset", "adrenalmnist3d")), out / "volumetric.png", dpi=120)
+
+# %% ../nbs/21_volumetric.ipynb #31d35aaf
+def stratified_folds(y, folds: int, seed: int = 0) -> np.ndarray:
+    "The fold (0 … `folds`-1) of every example: within each class, a permutation under `seed` dealt round-robin, so every fold holds each class in proportion."
+    y = np.asarray(y).reshape(len(y), -1)[:, 0]; rng, out = np.random.default_rng(seed), np.empty(len(y), dtype=int)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c)); out[idx] = np.arange(len(idx)) % folds
+    return out
+
+@dataclass
+class BaselineCVConfig(VolumetricConfig):
+    "Settings of `medssl study baseline-cv`: the supervised ResNet's recipe (the `sup_*` settings of the volumetric study) scored by `folds`-fold cross-validation on the training and validation volumes pooled; the test split is not read."
+    methods: tuple = ()
+    protocols: tuple = ()
+    fractions: tuple = (1.0,)
+    sup_vit: bool = False
+    folds: int = 5
+    out: str = "results/baseline_cv"
+
+    def validate(self):
+        super().validate()
+        if self.folds < 2: raise MedSSLError(f"folds must be at least 2 (one fold held out, the others trained on), got {self.folds}.")
+        if self.methods or self.protocols or tuple(self.fractions) != (1.0,) or self.sup_vit:
+            raise MedSSLError("baseline-cv scores the supervised ResNet with all its labels only: leave methods, protocols, fractions and sup_vit at their defaults "
+                              "(the SSL methods and label fractions are the volumetric study's).")
+        return self
+
+def _cv_unit_rows(cfg: BaselineCVConfig, pool, fold_of: np.ndarray, d: MedData, family: str, k: int, seed: int, device) -> list[dict]:
+    "Train one family's recipe on every fold but `k`, keep its epoch of best AUC on fold `k` (the recipe's selection rule, with fold `k` as the validation split)."
+    name, _, make, aug = next(r for r in sup_recipes(cfg) if r[1] == family)
+    train, held = pool.subset(np.flatnonzero(fold_of != k)), pool.subset(np.flatnonzero(fold_of == k))
+    ckpt = Path(cfg.out) / "checkpoints" / f"{cfg.dataset}_{cfg.size}_cv_{family}_k{k}of{cfg.folds}_seed{seed}.pt"; set_seed(seed)
+    _, hist = train_supervised(make(d.n_channels), train, held, d.task, d.n_classes, epochs=cfg.sup_epochs, lr=cfg.sup_lr, batch_size=cfg.sup_batch,
+                               precision=cfg.precision, seed=seed, progress=False, device=device, schedule=cfg.sup_schedule,
+                               channels_last_3d=cfg.sup_layout == "channels_last_3d", ckpt=ckpt, augment=aug)
+    kept = next(h for h in hist if h["kept"])
+    return [{"dataset": d.name, "source": d.source, "size": cfg.size, "method": name, "family": family, "fold": k, "folds": cfg.folds,
+             "n_train": len(train), "n_held": len(held), "held_auc": kept["val_auc"], "kept_epoch": kept["epoch"],
+             "seconds": round(sum(h["seconds"] for h in hist), 2)}]
+
+def summarize_baseline_cv(df: pd.DataFrame) -> pd.DataFrame:
+    "Per recipe and seed: how many folds are done, their mean held-out AUC and its standard deviation over folds."
+    ok = df[df.get("status", pd.Series("ok", index=df.index)).ne("failed")] if len(df) else df
+    return ok.groupby(["method", "seed"]).held_auc.agg(folds="count", held_auc_mean="mean", held_auc_std="std").reset_index()
+
+def run_baseline_cv(cfg: BaselineCVConfig) -> tuple[pd.DataFrame, dict]:
+    "Run (or continue) the cross-validation; each finished fold is appended to `<out>/baseline_cv.csv` at once. Returns (rows, provenance)."
+    cfg.validate(); t0 = time.perf_counter(); out = Path(cfg.out)
+    d = load_volumes(cfg)
+    pool = Split(torch.cat([d.train.x, d.val.x]), torch.cat([d.train.y, d.val.y]))
+    counts = np.bincount(pool.y[:, 0].numpy(), minlength=d.n_classes)
+    if counts.min() < cfg.folds:
+        raise MedSSLError(f"folds={cfg.folds} needs at least {cfg.folds} training and validation volumes of every class; class {int(counts.argmin())} has {int(counts.min())}. Use fewer folds.")
+    md5 = {} if cfg.synthetic else {cfg.dataset: file_md5(locate_medmnist(cfg.dataset, cfg.size, cfg.root, download=False))}
+    log = RunLog(out, cfg, "baseline_cv.csv", "baseline_cv_config.json"); device = default_device()
+    units = [(cfg.dataset, f"{f} fold {k}", s) for s in cfg.seeds for f in cfg.sup_convs for k in range(cfg.folds)]
+    folds_of = {s: stratified_folds(pool.y, cfg.folds, seed=s) for s in cfg.seeds}   # the same folds for every recipe run with seed s: runs pair fold by fold
+    def work(flag, unit, seed):
+        f, _, k = unit.split(); return _cv_unit_rows(cfg, pool, folds_of[seed], d, f, int(k), seed, device)
+    df = run_units(log, units, work, "baseline cross-validation", cfg.progress)
+    df = df[df.seed.isin(cfg.seeds) & df.unit.isin([u for _, u, _ in units])].reset_index(drop=True)
+    prov = provenance(command="medssl study baseline-cv", config=asdict(cfg), seeds=list(cfg.seeds), precision=resolve_precision(cfg.precision, device),
+                      device=str(device), data_md5=md5, wall_time_this_call_s=round(time.perf_counter() - t0, 1))
+    atomic_write_text(summarize_baseline_cv(df).to_csv(index=False), out / "baseline_cv_summary.csv")
+    atomic_write_text(json.dumps(prov, indent=2, default=str), out / "baseline_cv_provenance.json")
+    return df, prov
+
 
 # %% ../nbs/21_volumetric.ipynb #153a8102
 def rescore_ssl(runs: pd.DataFrame, base: pd.DataFrame, baseline: str) -> pd.DataFrame:

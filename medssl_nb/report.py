@@ -522,6 +522,10 @@ RESULT_SETS = [  # folder or file prefix, command that wrote it, the rows file t
     ("volumetric_baselines_3d_cl3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
      "--sup-layout channels_last_3d --out results/volumetric_baselines_3d_cl3d",
      "volumetric_baselines_3d_cl3d/volumetric_provenance.json", "volumetric_baselines_3d_cl3d/volumetric.csv"),
+    ("baseline_cv_3d/*", "medssl study baseline-cv --sup-convs 3d --sup-layout channels_last_3d --seeds 0 --out results/baseline_cv_3d",
+     "baseline_cv_3d/baseline_cv_provenance.json", "baseline_cv_3d/baseline_cv.csv"),
+    ("baseline_cv_3d_v2init/*", "medssl study baseline-cv --sup-convs 3d --sup-layout channels_last_3d --sup-init v2 --seeds 0 --out results/baseline_cv_3d_v2init",
+     "baseline_cv_3d_v2init/baseline_cv_provenance.json", "baseline_cv_3d_v2init/baseline_cv.csv"),
     ("volumetric_baselines_v2init_3d/*", "medssl study volumetric --preset v2-resnet18-3d --sup-width 8 --sup-epochs 15 --sup-batch 32 --sup-convs 3d "
      "--sup-layout channels_last_3d --sup-init v2 --out results/volumetric_baselines_v2init_3d",
      "volumetric_baselines_v2init_3d/volumetric_provenance.json", "volumetric_baselines_v2init_3d/volumetric.csv"),
